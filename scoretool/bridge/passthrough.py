@@ -1,0 +1,19 @@
+"""`--bridge none`: captions go to MusicGen as they are (the paper's "w/o LUBM" ablation)."""
+
+from __future__ import annotations
+
+from . import trim_prompt
+
+
+class PassthroughBridge:
+    name = "none"
+
+    def scene_caption(self, frame_captions, user_prompt=None):
+        # The middle frame stands for the scene; a user prompt replaces the pictures entirely.
+        return user_prompt or (frame_captions[len(frame_captions) // 2] if frame_captions else "")
+
+    def video_summary(self, scene_captions):
+        return "; ".join(dict.fromkeys(scene_captions))
+
+    def music_prompt(self, caption, *, summary, user_prompt, kind):
+        return trim_prompt(user_prompt or caption)

@@ -1,0 +1,233 @@
+"""Write the result: check the output path, then mux the music under the untouched picture.
+
+The picture is stream-copied (`-c:v copy`), so its packets come out bit for bit. Every file is
+written to a temporary name beside the target and renamed into place, so an interrupted or
+failed run never leaves a half-written file at the output path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+
+from scoretool.errors import OutputError
+from scoretool.media.ffmpeg import run_ffmpeg
+from scoretool.media.probe import MediaInfo
+
+OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
+    "video": (".mp4", ".m4v", ".mov", ".mkv", ".webm"),
+    "audio": (".wav", ".flac"),
+    "plan": (".json",),
+}
+
+# ffmpeg muxer per video extension. .m4v goes through the mp4 muxer: ffmpeg's default for it
+# ("ipod") refuses HEVC, AV1 and VP9, which the mp4 muxer takes.
+_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+
+# Which video codecs each muxer takes with -c:v copy. Checked against the ffmpeg 9 in
+# imageio-ffmpeg by copying a clip of each codec into each container (see tests/test_media.py).
+# None means "anything ffmpeg can decode" (Matroska stores any codec).
+_COPYABLE: dict[str, frozenset[str] | None] = {
+    "mp4": frozenset({"h264", "hevc", "av1", "vp9", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg", "png"}),
+    "mov": frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg", "png", "prores",
+                      "h263", "theora", "rawvideo", "msmpeg4v3", "dnxhd", "dvvideo", "qtrle", "cinepak"}),
+    "webm": frozenset({"vp8", "vp9", "av1"}),
+    "matroska": None,
+}
+
+# Music codec per muxer: Opus is the only modern choice WebM allows; AAC plays everywhere else.
+_AUDIO_ARGS = {
+    "webm": ["-c:a", "libopus", "-b:a", "160k", "-ar", "48000"],
+    "default": ["-c:a", "aac", "-b:a", "192k"],
+}
+
+# Still-image videos: a few frames a second is plenty for a picture that never moves, and
+# stays well inside what players and editors accept (some stumble below ~1 fps).
+STILL_FPS = 5
+# H.264 level 6.2 stops at 8192 x 4320: shrink bigger photos to fit this box.
+_STILL_MAX_SIDE = 4096
+
+# The process umask, for giving written files ordinary permissions (read once: os.umask can
+# only be read by setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def check_output_path(
+    input_path: str, output_path: str, *, kinds: Iterable[str] = ("video", "audio")
+) -> str:
+    """Return the kind of output `output_path` names ("video", "audio", "plan"), or raise OutputError."""
+    kinds = tuple(kinds)
+    ext = os.path.splitext(output_path)[1].lower()
+    kind = next((k for k in kinds if ext in OUTPUT_KINDS[k]), None)
+    if kind is None:
+        valid = "; ".join(f"{', '.join(OUTPUT_KINDS[k])} ({k})" for k in kinds)
+        what = f"'{ext}' is not an output type we write" if ext else "it has no file extension"
+        raise OutputError(f"Cannot write {output_path}: {what}. Use one of: {valid}.")
+    if _same_file(input_path, output_path):
+        raise OutputError(f"The output {output_path} is the input file: choose another name (the input is never overwritten).")
+    if os.path.isdir(output_path):
+        raise OutputError(f"The output {output_path} is a folder: give a file name, e.g. {os.path.join(output_path, 'scored' + OUTPUT_KINDS[kind][0])}.")
+    folder = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"The output folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"The output folder {folder} is not writable.")
+    return kind
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    with contextlib.suppress(OSError):
+        return os.path.samefile(a, b)  # hard links
+    return False
+
+
+def check_container(info: MediaInfo, output_path: str) -> None:
+    """Raise OutputError when the input's video codec cannot be stream-copied into `output_path`."""
+    ext = os.path.splitext(output_path)[1].lower()
+    muxer = _MUXERS.get(ext)
+    if muxer is None or info.kind != "video" or not info.video_codec:
+        return
+    allowed = _COPYABLE[muxer]
+    if allowed is None or info.video_codec in allowed:
+        return
+    fits = [e for e in (".mp4", ".mov", ".webm") if _takes(_MUXERS[e], info.video_codec)]
+    suggestion = " or ".join([".mkv", *fits[:1]])
+    raise OutputError(
+        f"The input's {info.video_codec.upper()} video cannot be copied into a {ext} file "
+        f"(the picture is never re-encoded): use {suggestion} for the output instead."
+    )
+
+
+def _takes(muxer: str, codec: str) -> bool:
+    allowed = _COPYABLE[muxer]
+    return allowed is None or codec in allowed
+
+
+def write_atomic(output_path: str, writer: Callable[[str], None]) -> None:
+    """Call writer(temp_path) for a temp file beside `output_path`, then rename it into place.
+
+    The temp name keeps the real extension (tools pick the format from it). On any failure,
+    KeyboardInterrupt included, the temp file is removed and `output_path` is untouched.
+    """
+    folder = os.path.dirname(os.path.abspath(output_path))
+    stem, ext = os.path.splitext(os.path.basename(output_path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=ext, dir=folder)
+    except OSError as e:
+        raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the output should look normal
+        writer(tmp)
+        if os.path.getsize(tmp) == 0:
+            raise OutputError(f"Nothing was written to {output_path}.")
+        os.replace(tmp, output_path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):  # disk full, folder gone, ...: a user-facing sentence
+            raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
+        raise
+
+
+def mux_video(info: MediaInfo, audio_wav: str, output_path: str) -> None:
+    """Copy the input's picture bit for bit and put `audio_wav` under it as the only sound.
+
+    The WAV's first sample is placed on the first video frame (which may not be at 0 s) and the
+    track is trimmed or padded with silence to exactly the video's length.
+    """
+    check_container(info, output_path)
+    muxer = _MUXERS[os.path.splitext(output_path)[1].lower()]
+    offset = info.start_time - _container_start(info.path)
+
+    def write(tmp: str) -> None:
+        args = ["-y", "-i", info.path]
+        if offset > 0:
+            args += ["-itsoffset", f"{offset:.6f}"]
+        args += ["-i", audio_wav,
+                 "-map", "0:V:0",  # capital V: the first real video stream, never cover art
+                 "-map", "1:a:0",
+                 "-c:v", "copy",
+                 *_audio_args(muxer),
+                 "-af", f"apad=whole_dur={info.duration:.6f},atrim=duration={info.duration:.6f}",
+                 "-map_metadata", "0", "-map_chapters", "0",
+                 "-f", muxer]
+        run_ffmpeg([*args, *_faststart(muxer), tmp])
+
+    write_atomic(output_path, write)
+
+
+def still_video(image_path: str, audio_wav: str, output_path: str, duration: float) -> None:
+    """A video of the still image lasting exactly `duration` seconds, with `audio_wav` as its sound.
+
+    H.264 (or VP9 for .webm) in yuv420p, so the picture is cropped to even dimensions (by at most
+    one pixel) and shrunk if it is beyond what H.264 allows.
+    """
+    from scoretool.media.frames import _load_image
+
+    if duration <= 0:
+        raise ValueError("duration must be positive")
+    muxer = _MUXERS.get(os.path.splitext(output_path)[1].lower())
+    if muxer is None:
+        raise OutputError(f"Cannot write {output_path}: a video must end in {', '.join(_MUXERS)}.")
+    picture = (f"scale=w='min(iw,{_STILL_MAX_SIDE})':h='min(ih,{_STILL_MAX_SIDE})'"
+               f":force_original_aspect_ratio=decrease,crop=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p")
+    if muxer == "webm":
+        video_args = ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32", "-deadline", "good", "-cpu-used", "8"]
+    else:
+        video_args = ["-c:v", "libx264", "-tune", "stillimage", "-preset", "medium", "-crf", "20"]
+
+    fps = still_frame_rate(duration)
+    with tempfile.TemporaryDirectory(prefix="scoretool-still-") as work:
+        # Pillow reads more kinds of image than ffmpeg and applies the EXIF rotation.
+        png = os.path.join(work, "still.png")
+        _load_image(image_path).save(png, compress_level=1)
+
+        def write(tmp: str) -> None:
+            run_ffmpeg([
+                "-y", "-loop", "1", "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", png,
+                "-i", audio_wav,
+                "-map", "0:v:0", "-map", "1:a:0",
+                "-vf", picture, *video_args, "-g", str(10 * STILL_FPS),
+                *_audio_args(muxer),
+                "-af", f"apad=whole_dur={duration:.6f},atrim=duration={duration:.6f}",
+                "-t", f"{duration:.6f}",
+                "-f", muxer,
+                *_faststart(muxer),
+                tmp,
+            ])
+
+        write_atomic(output_path, write)
+
+
+def still_frame_rate(duration: float) -> Fraction:
+    """About STILL_FPS, nudged so that a whole number of frames lasts exactly `duration`
+    (to the millisecond): every frame lasts as long as the others, the last one included."""
+    ms = max(1, round(duration * 1000))
+    frames = max(1, math.ceil(ms * STILL_FPS / 1000))
+    return Fraction(frames * 1000, ms)
+
+
+def _faststart(muxer: str) -> list[str]:
+    """MP4/MOV: put the index first so playback can start before the whole file is loaded."""
+    return ["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []
+
+
+def _audio_args(muxer: str) -> list[str]:
+    return _AUDIO_ARGS.get(muxer, _AUDIO_ARGS["default"])
+
+
+def _container_start(path: str) -> float:
+    """Where ffmpeg's timeline starts for this input: it shifts every stream by this much,
+    so the first video frame lands at (video start - container start) in the output."""
+    import av
+
+    with av.open(path, metadata_errors="replace") as container:
+        return (container.start_time or 0) / av.time_base

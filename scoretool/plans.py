@@ -1,0 +1,140 @@
+"""The plan: everything a render needs, as an editable, versioned JSON file.
+
+`scoretool plan` writes it, a person may edit prompts, seeds or boundaries, and `scoretool render`
+reads it back. Scenes are numbered from 1 wherever a person sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import PlanError
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class Settings:
+    """Every knob of a run. Stored in the plan so a render reproduces the plan's choices."""
+
+    caption_model: str = "blip-base"
+    music_model: str = "musicgen-small"
+    llm_model: str | None = None
+    bridge: str = "offline"
+    device: str = "auto"
+    seed: int = 0
+    prompt: str | None = None  # the user's global prompt: wins over what the pictures suggest
+    min_scene: float = 2.0
+    max_scene: float = 30.0
+    detector: str = "content"
+    threshold: float | None = None
+    frames_per_scene: int = 3
+    image_duration: float = 15.0
+    crossfade: float = 1.0
+    fade_in: float = 0.5
+    fade_out: float = 2.0
+    loudness: float = -14.0
+    guidance_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 250
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PlanError(f"unknown setting(s) in plan: {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class Scene:
+    number: int
+    start: float
+    end: float
+    frames: list[float] = field(default_factory=list)
+    frame_captions: list[str] = field(default_factory=list)
+    caption: str | None = None
+    prompt: str | None = None
+    prompt_source: str | None = None
+    seed: int | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Plan:
+    input: dict  # MediaInfo.to_dict()
+    settings: Settings
+    scenes: list[Scene]
+    video_summary: str | None = None
+    version: int = PLAN_VERSION
+
+    @property
+    def duration(self) -> float:
+        return self.scenes[-1].end if self.scenes else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "input": self.input,
+            "settings": asdict(self.settings),
+            "video_summary": self.video_summary,
+            "scenes": [asdict(s) for s in self.scenes],
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        from .media.mux import write_atomic
+
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        write_atomic(str(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: str | None = None) -> Plan:
+        if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
+            raise PlanError(f"not a scoretool plan of version {PLAN_VERSION}")
+        try:
+            scenes = [Scene(**s) for s in data["scenes"]]
+            plan = cls(
+                input=dict(data["input"]),
+                settings=Settings.from_dict(data.get("settings", {})),
+                scenes=scenes,
+                video_summary=data.get("video_summary"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise PlanError(f"malformed plan: {exc}") from None
+        # A plan may name its input relative to where the plan file lives.
+        if base_dir and not os.path.isabs(plan.input["path"]):
+            plan.input["path"] = os.path.normpath(os.path.join(base_dir, plan.input["path"]))
+        validate(plan)
+        return plan
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Plan:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PlanError(f"plan file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PlanError(f"cannot read plan {path}: {exc}") from None
+        return cls.from_dict(data, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def validate(plan: Plan) -> None:
+    """Scenes must tile the timeline in order: a hand edit that breaks this gets a clear error."""
+    if not plan.scenes:
+        raise PlanError("the plan has no scenes")
+    previous_end = 0.0
+    for i, scene in enumerate(plan.scenes, start=1):
+        if scene.number != i:
+            raise PlanError(f"scene numbers must run 1, 2, 3...; found {scene.number} at position {i}")
+        if abs(scene.start - previous_end) > 1e-3:
+            raise PlanError(f"scene {i} starts at {scene.start:.3f} s but scene {i - 1} ends at {previous_end:.3f} s")
+        if scene.end <= scene.start:
+            raise PlanError(f"scene {i} ends ({scene.end:.3f} s) before it starts ({scene.start:.3f} s)")
+        previous_end = scene.end

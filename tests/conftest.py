@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+# The project's shared sample media sit beside the checkout (../shared/media); CI lays them there too.
+SHARED_MEDIA = Path(os.environ.get("SCORETOOL_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
+needs_shared_media = pytest.mark.skipif(
+    not (SHARED_MEDIA / "README.md").is_file(), reason=f"shared sample media not found at {SHARED_MEDIA}"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_hub():
+    """Tests never reach the Hugging Face hub: models come from folders the tests build."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random MusicGen and BLIP folders, built once per test run, loaded like real checkpoints."""
+    from scoretool.testing import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny-models"))
