@@ -261,7 +261,7 @@ def make_tiny_musicgen(directory: str | Path) -> Path:
         target_bandwidths=[bandwidth_kbps],
         codebook_size=MUSICGEN_CODEBOOK_SIZE,
         hidden_size=16,
-        num_filters=4,
+        num_filters=2,  # the least that builds (compress=2 halves it); decode time scales with it
         num_lstm_layers=1,
         use_causal_conv=False,  # as in musicgen-small
         normalize=False,
@@ -291,7 +291,7 @@ def make_tiny_musicgen(directory: str | Path) -> Path:
     with _seeded():
         model = MusicgenForConditionalGeneration(config).eval()
         _make_codec_audible(model.audio_encoder)
-    # Same defaults as musicgen-small's generation_config.json (max_length 1500 = 30 s).
+    # As musicgen-small's generation_config.json (max_length 1500: 1496 frames, ~30 s).
     model.generation_config = GenerationConfig(
         decoder_start_token_id=special,
         bos_token_id=special,
@@ -342,8 +342,8 @@ BLIP_IMAGE_SIZE = 32
 # model's caption ignore the image: every picture would get the same words. At 0.1
 # different images get different captions, which tests of per-scene captions can see.
 BLIP_INIT_STD = 0.1
-# BERT's specials in BERT's order, then BLIP's decoder-start token [DEC] (and [ENC], which
-# the real checkpoint also has, so ids line up with it in spirit).
+# BERT's specials in BERT's order, then the two BLIP adds: [DEC], the bos token its
+# captioner starts decoding from, and [ENC] (unused by captioning, but in the real vocab).
 BLIP_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]")
 
 
@@ -407,7 +407,8 @@ def make_tiny_blip(directory: str | Path) -> Path:
         model = BlipForConditionalGeneration(config).eval()
         _never_emit(model, [tokenizer.convert_tokens_to_ids(t) for t in BLIP_SPECIAL_TOKENS])
 
-    image_processor = BlipImageProcessorPil(size={"height": BLIP_IMAGE_SIZE, "width": BLIP_IMAGE_SIZE})
+    size = {"height": BLIP_IMAGE_SIZE, "width": BLIP_IMAGE_SIZE}
+    image_processor = BlipImageProcessorPil(size=size)  # the PIL one: no torchvision needed
     processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     return _save(Path(directory), model, processor)
 
@@ -415,9 +416,11 @@ def make_tiny_blip(directory: str | Path) -> Path:
 def _never_emit(model, token_ids: list[int]) -> None:
     """Push the LM-head bias of ``token_ids`` far down so captions are all words.
 
-    With random weights the next-token logits are nearly flat, so greedy decoding would
-    often pick [SEP] (stop: empty caption) or another special token (dropped by
-    skip_special_tokens). Banning them all means every caption is max_new_tokens words.
+    A random model rates [SEP] like any word, so greedy decoding would sometimes stop at
+    once (empty caption) or emit other specials that skip_special_tokens then drops.
+    Banning them all means every caption is ``max_new_tokens`` vocabulary words. (Setting
+    ``min_new_tokens`` in generation_config.json would not help: BLIP's generate() runs
+    its text decoder, which doesn't read the saved generation config.)
     """
     with torch.no_grad():
         model.text_decoder.cls.predictions.bias[token_ids] = -1e4
@@ -439,7 +442,11 @@ def make_tiny(directory: str | Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scoretool.testing", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m scoretool.testing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("make-tiny", help="write tiny random models for tests into DIR")
     make.add_argument("directory", type=Path, metavar="DIR")

@@ -434,7 +434,11 @@ def test_check_output_path(tmp_path, synth, monkeypatch):
     (tmp_path / "dir.mp4").mkdir()
     refused(tmp_path / "dir.mp4", "is a folder")
     refused(tmp_path / "out.mp4", "'.mp4' is not an output type", kinds=("plan",))
-    monkeypatch.setattr(os, "access", lambda *_a, **_k: False)
+
+    def read_only(*_a, **_k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mux.tempfile, "TemporaryFile", read_only)  # root may write anywhere: pretend
     refused(tmp_path / "out.mp4", "is not writable")
 
 

@@ -49,8 +49,9 @@ def blip(tiny, offline):
 
 def test_make_tiny_writes_ordinary_model_folders(tiny):
     assert set(tiny) == {"musicgen", "blip"}
+    files = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json")
     for folder in tiny.values():
-        for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json"):
+        for name in files:
             assert (folder / name).is_file(), folder / name
 
 
@@ -65,8 +66,9 @@ def test_musicgen_matches_musicgen_small_layout(musicgen):
     assert processor.feature_extractor.sampling_rate == 32_000
 
     generation = model.generation_config
-    special = config.decoder.vocab_size  # the extra id after the codes, like 2048 in musicgen-small
-    assert generation.decoder_start_token_id == generation.pad_token_id == generation.bos_token_id == special
+    special = config.decoder.vocab_size  # the id after the codes, like 2048 in musicgen-small
+    assert generation.decoder_start_token_id == special
+    assert generation.pad_token_id == generation.bos_token_id == special
     assert config.decoder.pad_token_id == config.decoder.bos_token_id == special
     assert generation.do_sample is True
     assert generation.guidance_scale == 3.0
@@ -155,4 +157,5 @@ def test_cli_writes_both_folders_deterministically(tmp_path, tiny):
     assert printed == {"musicgen": str(tmp_path / "musicgen"), "blip": str(tmp_path / "blip")}
     for name, folder in tiny.items():
         # Seeded: a second build is byte-for-byte the same model.
-        assert (tmp_path / name / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+        rebuilt = tmp_path / name / "model.safetensors"
+        assert rebuilt.read_bytes() == (folder / "model.safetensors").read_bytes()

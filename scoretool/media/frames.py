@@ -95,16 +95,18 @@ def _read_pyav(path: str, indices: list[int], info: MediaInfo) -> list[Image.Ima
             frames = None  # the running decode generator
             current = None  # the last frame decoded
             for index in sorted(set(indices)):
-                # Index i is the frame shown at i/fps after the first one; accept the first frame
-                # within half a frame of that time (= the nearest frame on a constant rate).
-                target = info.start_time + (index - 0.5) / fps
-                if frames is None or current is None or not (current.time <= target + 0.5 / fps <= current.time + _SEEK_GAP):
-                    container.seek(max(0, math.floor(target / tb)), stream=stream)
+                shown_at = info.start_time + index / fps  # when frame `index` is on screen
+                earliest = shown_at - 0.5 / fps  # first frame from here on = the nearest one
+                near = current is not None and current.time is not None and (
+                    current.time <= shown_at <= current.time + _SEEK_GAP
+                )
+                if not near:  # jump to the keyframe before it
+                    container.seek(max(0, math.floor(earliest / tb)), stream=stream)
                     frames = container.decode(stream)
                     current = None
                 for frame in frames:
                     current = frame
-                    if frame.time is None or frame.time >= target:
+                    if frame.time is None or frame.time >= earliest:
                         break
                 if current is None:
                     raise InputError(f"No video frame could be decoded from {path}.")

@@ -69,14 +69,20 @@ def check_output_path(
         what = f"'{ext}' is not an output type we write" if ext else "it has no file extension"
         raise OutputError(f"Cannot write {output_path}: {what}. Use one of: {valid}.")
     if _same_file(input_path, output_path):
-        raise OutputError(f"The output {output_path} is the input file: choose another name (the input is never overwritten).")
+        raise OutputError(
+            f"The output {output_path} is the input file: choose another name (the input is never overwritten)."
+        )
     if os.path.isdir(output_path):
-        raise OutputError(f"The output {output_path} is a folder: give a file name, e.g. {os.path.join(output_path, 'scored' + OUTPUT_KINDS[kind][0])}.")
+        example = os.path.join(output_path, "scored" + OUTPUT_KINDS[kind][0])
+        raise OutputError(f"The output {output_path} is a folder: give a file name, e.g. {example}.")
     folder = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(folder):
         raise OutputError(f"The output folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"The output folder {folder} is not writable.")
+    try:  # really try: os.access says yes to root even where the kernel will say no
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        raise OutputError(f"The output folder {folder} is not writable.") from None
     return kind
 
 

@@ -115,7 +115,9 @@ def _probe_video(path: str) -> MediaInfo:
             raise InputError(f"{path} is not a video or image (it has no video stream).")
         first = _first_frame_time(container, video)
         if first is None:
-            raise InputError(f"{path} has a video stream with no frames we can decode (zero-length or damaged).")
+            raise InputError(
+                f"{path} has a video stream with no frames we can decode (zero-length or damaged)."
+            )
         fps = _fps(video)
         duration = _video_duration(container, video, first, fps)
         if not duration or duration <= 0:
