@@ -3,6 +3,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach the Hugging Face hub: models come from folders the tests build. Set before
+# huggingface_hub is imported (it reads the variable once, at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 # The project's shared sample media sit beside the checkout (../shared/media); CI lays them there too.
@@ -10,13 +14,6 @@ SHARED_MEDIA = Path(os.environ.get("SCORETOOL_SHARED_MEDIA", ROOT.parent / "shar
 needs_shared_media = pytest.mark.skipif(
     not (SHARED_MEDIA / "README.md").is_file(), reason=f"shared sample media not found at {SHARED_MEDIA}"
 )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def offline_hub():
-    """Tests never reach the Hugging Face hub: models come from folders the tests build."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    yield
 
 
 @pytest.fixture(scope="session")
