@@ -69,8 +69,10 @@ def plan(
     with reporter.stage("frames", total=len(times)) as advance:
         images = frames_mod.read_frames(input_path, times, info)
         advance(len(images))
+    if captioner is None:
+        with reporter.stage("load models"):
+            captioner = load_captioner(settings.caption_model, pick_device(settings.device))
     with reporter.stage("captions", total=len(images)) as advance:
-        captioner = captioner or load_captioner(settings.caption_model, pick_device(settings.device))
         captions = []
         for i in range(0, len(images), captioner.batch_size):
             captions += captioner.caption(images[i : i + captioner.batch_size])
@@ -136,10 +138,11 @@ def render(
     spans = clip_spans(bounds, settings.crossfade)
     durations = [end - start for start, end in spans]
     if generator is None:
-        generator = load_music_generator(
-            settings.music_model, pick_device(settings.device),
-            guidance_scale=settings.guidance_scale, temperature=settings.temperature, top_k=settings.top_k,
-        )
+        with reporter.stage("load models"):
+            generator = load_music_generator(
+                settings.music_model, pick_device(settings.device),
+                guidance_scale=settings.guidance_scale, temperature=settings.temperature, top_k=settings.top_k,
+            )
     steps = generator.steps(durations) if hasattr(generator, "steps") else None
     with reporter.stage("music", total=steps) as advance:
         clips = generator.generate([s.prompt for s in the_plan.scenes], durations, [s.seed for s in the_plan.scenes], on_step=advance)

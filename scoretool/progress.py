@@ -51,7 +51,7 @@ class RichReporter(Reporter):
         self.console = Console(stderr=True)
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description:<10}"),
+            TextColumn("{task.description:<11}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 from scoretool.errors import InputError
 from scoretool.media.probe import MediaInfo
@@ -57,6 +58,9 @@ def detect_cuts(
 
 def _open(path: str):
     """OpenCV decodes fastest here (~2x PyAV on these clips); PyAV is the fallback."""
+    # OpenCV's bundled FFmpeg prints decoder complaints (a damaged tail, say) straight to stderr,
+    # through our progress display; the probe has already judged the file. Read at first import.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from scenedetect import open_video
     from scenedetect.video_stream import VideoOpenFailure
 
