@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from .audio.assemble import assemble, clip_spans, normalize_loudness, write_wav
-from .bridge import Bridge, load_bridge
+from .audio.assemble import assemble, clip_spans, normalize_loudness, plan_transitions, write_wav
+from .audio.original import OUTPUT_RATE, combine, read_original
+from .bridge import BRIDGES, Answer, Bridge, load_bridge, resolve_bridge
 from .caption import Captioner, load_captioner
 from .errors import InputError, PlanError
 from .media import frames as frames_mod
@@ -38,7 +42,7 @@ class Result:
             "bridge": self.plan.settings.bridge,
             "scenes": [
                 {"number": s.number, "start": s.start, "end": s.end, "caption": s.caption, "prompt": s.prompt,
-                 "prompt_source": s.prompt_source, "seed": s.seed}
+                 "prompt_source": s.prompt_source, "fallback_reason": s.fallback_reason, "seed": s.seed}
                 for s in self.plan.scenes
             ],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
@@ -58,6 +62,10 @@ def plan(
     reporter = reporter or Reporter()
     with reporter.stage("probe"):
         info = probe(input_path)
+    if bridge is None:  # before any captioning: a missing key or a bad model id stops the run now
+        bridge, settings = open_bridge(settings, reporter)
+    elif settings.bridge == "auto" and bridge.name in BRIDGES:
+        settings = replace(settings, bridge=bridge.name)
     with reporter.stage("scenes"):
         bounds = _scene_bounds(input_path, info, settings)
     scenes = [
@@ -82,7 +90,7 @@ def plan(
         scene.frame_captions = captions[n * per_scene : (n + 1) * per_scene]
         scene.seed = settings.seed + scene.number - 1
     result = Plan(input=info.to_dict(), settings=settings, scenes=scenes)
-    write_prompts(result, bridge or load_bridge(settings.bridge), reporter)
+    write_prompts(result, bridge, reporter)
     return result
 
 
@@ -95,26 +103,103 @@ def _scene_bounds(path: str, info: MediaInfo, settings: Settings) -> list[tuple[
     )
 
 
-def write_prompts(plan: Plan, bridge: Bridge, reporter: Reporter) -> None:
-    """Fill in each scene's caption and prompt where the plan has none yet (a person's edits stay)."""
+def open_bridge(settings: Settings, reporter: Reporter) -> tuple[Bridge, Settings]:
+    """Load the settings' bridge (`auto` resolved, the LLM's key and model checked) and say which it is.
+
+    Returns the bridge and the settings with the choice filled in (bridge name, LLM model id), as the
+    plan records them.
+    """
+    name, why = resolve_bridge(settings.bridge)
+    if name in ("anthropic", "local"):
+        with reporter.stage("load models"):
+            bridge = load_bridge(name, llm_model=settings.llm_model, device=settings.device)
+            bridge.preflight()
+        settings = replace(settings, bridge=name, llm_model=bridge.model)
+        reporter.note(f"bridge: {name}, model {bridge.model} ({why})")
+    else:
+        bridge = load_bridge(name)
+        settings = replace(settings, bridge=name)
+        reporter.note(f"bridge: {name} ({why})")
+    return bridge, settings
+
+
+def write_prompts(plan: Plan, bridge: Bridge | None = None, reporter: Reporter | None = None) -> None:
+    """Fill in each scene's caption and prompt where the plan has none yet (a person's edits stay).
+
+    A scene that already has a prompt is never sent to the bridge again, and no bridge is even
+    loaded when every scene has one. Scenes are bridged concurrently (up to the bridge's
+    `concurrency`), the first one alone so that a bad key costs one request, not one per scene.
+    Captions first, then the whole-video summary from all of them, then the prompts.
+    """
     todo = [s for s in plan.scenes if not s.prompt]
     if not todo:
         return
+    reporter = reporter or Reporter()
+    if bridge is None:
+        bridge, plan.settings = open_bridge(plan.settings, reporter)
     user_prompt = plan.settings.prompt
+    kind = plan.input["kind"]
+    workers = max(1, int(getattr(bridge, "concurrency", 1)))
     with reporter.stage("bridge", total=len(todo)) as advance:
-        for scene in plan.scenes:
-            if not scene.caption:
-                scene.caption = bridge.scene_caption(scene.frame_captions, user_prompt)
-        if not plan.video_summary:
-            plan.video_summary = bridge.video_summary([s.caption for s in plan.scenes])
+        uncaptioned = [s for s in plan.scenes if not s.caption]
+        for scene, answer in _each(uncaptioned, lambda s: bridge.scene_caption(s.frame_captions, user_prompt), workers):
+            scene.caption, scene.caption_source = answer.text, answer.source
+            _record_fallback(scene, "caption", answer, reporter)
         for scene in todo:
             if not scene.caption:
                 raise PlanError(f"scene {scene.number} has neither a caption nor a prompt: give it a prompt in the plan")
-            scene.prompt = bridge.music_prompt(
-                scene.caption, summary=plan.video_summary, user_prompt=user_prompt, kind=plan.input["kind"]
-            )
-            scene.prompt_source = bridge.name
+        if not plan.video_summary:
+            if len(plan.scenes) == 1:  # one scene (an image, a single shot): its caption says it all
+                only = plan.scenes[0]
+                answer = Answer(only.caption or "", only.caption_source or bridge.name)
+            else:
+                answer = bridge.video_summary([s.caption or "" for s in plan.scenes])
+            plan.video_summary, plan.video_summary_source = answer.text, answer.source
+            plan.video_summary_fallback_reason = answer.reason
+            if answer.reason:
+                reporter.note(f"video summary: {answer.reason}; used the offline bridge")
+
+        def prompt(scene: Scene) -> Answer:
+            return bridge.music_prompt(scene.caption, summary=plan.video_summary, user_prompt=user_prompt, kind=kind)
+
+        for scene, answer in _each(todo, prompt, workers):
+            scene.prompt, scene.prompt_source = answer.text, answer.source
+            _record_fallback(scene, "prompt", answer, reporter)
             advance(1)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _each(items: list[T], work: Callable[[T], R], workers: int) -> Iterator[tuple[T, R]]:
+    """`(item, work(item))` as each finishes: the first alone, the rest `workers` at a time.
+
+    An exception (e.g. a rejected key) cancels the calls not yet started and propagates.
+    """
+    if not items:
+        return
+    yield items[0], work(items[0])
+    if workers <= 1 or len(items) == 2:
+        for item in items[1:]:
+            yield item, work(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoretool-bridge")
+    try:
+        futures = {pool.submit(work, item): item for item in items[1:]}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_fallback(scene: Scene, step: str, answer: Answer, reporter: Reporter) -> None:
+    """Keep one line per scene saying which bridge steps fell back and why ("caption: ... | prompt: ...")."""
+    parts = [p for p in (scene.fallback_reason or "").split(" | ") if p and not p.startswith(f"{step}: ")]
+    if answer.reason:
+        parts.append(f"{step}: {answer.reason}")
+        reporter.note(f"scene {scene.number} {step}: {answer.reason}; used the offline bridge")
+    scene.fallback_reason = " | ".join(parts) or None
 
 
 def render(
@@ -123,44 +208,89 @@ def render(
     *,
     reporter: Reporter | None = None,
     generator: MusicGenerator | None = None,
+    stems: str | None = None,
 ) -> Result:
-    """Generate each scene's music, mix the soundtrack and write `output` (a video or a .wav)."""
+    """Generate each scene's music, mix the soundtrack and write `output` (a video or a .wav).
+
+    With `stems`, that folder also gets the music alone, one WAV per scene, and the plan.
+    """
     reporter = reporter or Reporter()
     the_plan = plan_or_path if isinstance(plan_or_path, Plan) else Plan.load(plan_or_path)
     settings = the_plan.settings
     info = MediaInfo.from_dict(the_plan.input)
     if not os.path.isfile(info.path):
         raise InputError(f"the plan's input file is missing: {info.path}")
-    output_kind = check_output(info, output)
-    write_prompts(the_plan, load_bridge(settings.bridge), reporter)
-
-    bounds = [(s.start, s.end) for s in the_plan.scenes]
-    spans = clip_spans(bounds, settings.crossfade)
-    durations = [end - start for start, end in spans]
+    check_output(info, output)
+    if stems:
+        os.makedirs(stems, exist_ok=True)
+    write_prompts(the_plan, None, reporter)  # loads the plan's bridge only if a scene lacks a prompt
     if generator is None:
         with reporter.stage("load models"):
             generator = load_music_generator(
                 settings.music_model, pick_device(settings.device),
                 guidance_scale=settings.guidance_scale, temperature=settings.temperature, top_k=settings.top_k,
             )
+    clips = generate_clips(the_plan, generator, reporter)
+    write_output(the_plan, clips, generator.sample_rate, output, reporter, stems=stems)
+    return Result(output=output, plan=the_plan, timings=dict(reporter.timings))
+
+
+def generate_clips(the_plan: Plan, generator: MusicGenerator, reporter: Reporter) -> list:
+    """One clip per scene, each covering its scene plus its share of the transitions."""
+    spans = clip_spans([(s.start, s.end) for s in the_plan.scenes], the_plan.settings.crossfade)
+    durations = [end - start for start, end in spans]
     steps = generator.steps(durations) if hasattr(generator, "steps") else None
     with reporter.stage("music", total=steps) as advance:
-        clips = generator.generate([s.prompt for s in the_plan.scenes], durations, [s.seed for s in the_plan.scenes], on_step=advance)
+        return generator.generate(
+            [s.prompt for s in the_plan.scenes], durations, [s.seed for s in the_plan.scenes], on_step=advance
+        )
+
+
+def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: Reporter, stems: str | None = None) -> None:
+    """Mix the clips into the soundtrack and write it: a WAV of the music, or the video with it."""
+    settings = the_plan.settings
+    info = MediaInfo.from_dict(the_plan.input)
+    bounds = [(s.start, s.end) for s in the_plan.scenes]
     with reporter.stage("mix"):
-        track = assemble(clips, bounds, generator.sample_rate, settings.crossfade, settings.fade_in, settings.fade_out)
-        track = normalize_loudness(track, generator.sample_rate, settings.loudness)
-    with reporter.stage("mux"):
-        if output_kind == "audio":
-            write_wav(output, track, generator.sample_rate)
+        transitions = plan_transitions(clips, bounds, rate, settings.transition, settings.crossfade)
+        music = assemble(clips, bounds, rate, settings.crossfade, settings.fade_in, settings.fade_out, transitions)
+        music = normalize_loudness(music, rate, settings.loudness)
+        if stems:
+            write_stems(stems, the_plan, clips, music, rate)
+        if os.path.splitext(output)[1].lower() in mux.OUTPUT_KINDS["audio"]:
+            write_wav(output, music, rate)
+            return
+        mode = original_audio_mode(settings.original_audio, info)
+        original = None
+        if mode != "replace":
+            original = read_original(info.path, info.start_time, the_plan.duration)
+            original = normalize_loudness(original, OUTPUT_RATE, settings.loudness)
+        soundtrack = combine(music, rate, original, mode, settings.music_level, settings.duck_depth)
+        soundtrack = normalize_loudness(soundtrack, OUTPUT_RATE, settings.loudness)
+    with reporter.stage("mux"), tempfile.TemporaryDirectory(prefix="scoretool-") as tmp:
+        wav = os.path.join(tmp, "soundtrack.wav")
+        write_wav(wav, soundtrack, OUTPUT_RATE)
+        if info.kind == "image":
+            mux.still_video(info.path, wav, output, the_plan.duration)
         else:
-            with tempfile.TemporaryDirectory(prefix="scoretool-") as tmp:
-                wav = os.path.join(tmp, "music.wav")
-                write_wav(wav, track, generator.sample_rate)
-                if info.kind == "image":
-                    mux.still_video(info.path, wav, output, the_plan.duration)
-                else:
-                    mux.mux_video(info, wav, output)
-    return Result(output=output, plan=the_plan, timings=dict(reporter.timings))
+            mux.mux_video(info, wav, output)
+
+
+def original_audio_mode(requested: str, info: MediaInfo) -> str:
+    """`auto` ducks the music under the input's own sound when it has one, else replaces."""
+    if requested == "auto":
+        return "duck" if info.has_audio else "replace"
+    if requested != "replace" and not info.has_audio:
+        return "replace"  # nothing to mix with
+    return requested
+
+
+def write_stems(folder: str, the_plan: Plan, clips: list, music, rate: int) -> None:
+    """For an editor's own timeline: the whole music track, each scene's clip, and the plan."""
+    write_wav(os.path.join(folder, "music.wav"), music, rate)
+    for scene, clip in zip(the_plan.scenes, clips):
+        write_wav(os.path.join(folder, f"scene_{scene.number:02d}.wav"), clip, rate)
+    the_plan.save(os.path.join(folder, "plan.json"))
 
 
 def check_output(info: MediaInfo, output: str) -> str:
@@ -181,6 +311,7 @@ def score(
     settings: Settings | None = None,
     *,
     save_plan: str | None = None,
+    stems: str | None = None,
     reporter: Reporter | None = None,
 ) -> Result:
     """`plan` then `render`; with `save_plan`, the plan is kept for editing and re-rendering."""
@@ -191,5 +322,5 @@ def score(
     the_plan = plan(input_path, settings, reporter=reporter)
     if save_plan:
         the_plan.save(save_plan)
-    return render(the_plan, output, reporter=reporter)
+    return render(the_plan, output, reporter=reporter, stems=stems)
 

@@ -11,6 +11,8 @@ import click
 
 from . import api
 from .bridge import BRIDGES
+from .bridge.anthropic_llm import DEFAULT_MODEL as ANTHROPIC_DEFAULT
+from .bridge.local_llm import DEFAULT_MODEL as LOCAL_DEFAULT
 from .errors import ScoreToolError
 from .models import ALIASES
 from .plans import Plan, Settings
@@ -51,12 +53,17 @@ def analysis_options(f):
     options = [
         click.option("--prompt", help="Your own brief for the music; it wins where it conflicts with the pictures."),
         click.option("--bridge", type=click.Choice(BRIDGES), default=DEFAULTS.bridge, show_default=True,
-                     help="How captions become music prompts: offline lexicon, or none (captions as they are)."),
+                     help="How captions become music prompts: anthropic (Claude; needs ANTHROPIC_API_KEY), "
+                          "local (a transformers chat model, see --llm-model), offline (a built-in lexicon, no "
+                          "network), none (captions as they are). auto: anthropic if ANTHROPIC_API_KEY is set, "
+                          "else offline."),
         click.option("--caption-model", default=DEFAULTS.caption_model, show_default=True,
                      help="BLIP captioner: alias, Hugging Face id or local folder."),
         click.option("--music-model", default=DEFAULTS.music_model, show_default=True,
                      help="MusicGen model: alias, Hugging Face id or local folder."),
-        click.option("--llm-model", help="LLM for the bridge (used by the LLM bridges)."),
+        click.option("--llm-model", help="The bridge's LLM: an Anthropic model id for --bridge anthropic (default "
+                                       f"{ANTHROPIC_DEFAULT}), or a Hugging Face id or folder of a chat model for "
+                                       f"--bridge local (default {LOCAL_DEFAULT})."),
         click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Base seed; scene N uses seed+N-1."),
         click.option("--min-scene", type=click.FloatRange(0.5, 60), default=DEFAULTS.min_scene, show_default=True,
                      help="Merge scenes shorter than this many seconds into a neighbour."),
@@ -71,6 +78,14 @@ def analysis_options(f):
                      show_default=True, help="Length in seconds of the music for an image input."),
         click.option("--crossfade", type=click.FloatRange(0, 10), default=DEFAULTS.crossfade, show_default=True,
                      help="Seconds of equal-power crossfade across each cut."),
+        click.option("--transition", type=click.Choice(["crossfade", "cut"]), default=DEFAULTS.transition, show_default=True,
+                     help="crossfade: equal-power, moved onto the outgoing music's beat near the cut; cut: a hard change."),
+        click.option("--original-audio", type=click.Choice(["auto", "replace", "mix", "duck"]), default=DEFAULTS.original_audio,
+                     show_default=True, help="The input's own sound: auto ducks under it when there is one, else replace."),
+        click.option("--music-level", type=click.FloatRange(-40, 20), default=DEFAULTS.music_level, show_default=True,
+                     help="dB of the music against the original sound (mix, duck)."),
+        click.option("--duck-depth", type=click.FloatRange(0, 60), default=DEFAULTS.duck_depth, show_default=True,
+                     help="dB the music dips while the original sound is active (duck)."),
         click.option("--fade-out", type=click.FloatRange(0, 30), default=DEFAULTS.fade_out, show_default=True,
                      help="Seconds of fade at the end."),
         click.option("--loudness", type=click.FloatRange(-40, -5), default=DEFAULTS.loudness, show_default=True,
@@ -122,13 +137,14 @@ def finish(result: api.Result, quiet: bool, as_json: bool) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Output video (.mp4 .mov .m4v .mkv .webm) or music only (.wav).")
 @click.option("--save-plan", type=click.Path(), help="Also write the plan here, to edit and re-render later.")
+@click.option("--stems", type=click.Path(file_okay=False), help="Also write the music, one WAV per scene and the plan into this folder.")
 @analysis_options
 @with_output_options
-def score(input_path, output, save_plan, quiet, as_json, **options):
+def score(input_path, output, save_plan, stems, quiet, as_json, **options):
     """Score INPUT (a video or an image) and write OUTPUT."""
     settings = replace(DEFAULTS, **options)
     with reporting(quiet, as_json) as reporter:
-        result = api.score(input_path, output, settings, save_plan=save_plan, reporter=reporter)
+        result = api.score(input_path, output, settings, save_plan=save_plan, stems=stems, reporter=reporter)
     finish(result, quiet, as_json)
 
 
@@ -156,15 +172,90 @@ def plan_command(input_path, output, quiet, as_json, **options):
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Output video (.mp4 .mov .m4v .mkv .webm) or music only (.wav).")
 @click.option("--device", help="Override the plan's device (auto, cpu, cuda, mps).")
+@click.option("--stems", type=click.Path(file_okay=False), help="Also write the music, one WAV per scene and the plan into this folder.")
 @with_output_options
-def render(plan_path, output, device, quiet, as_json):
+def render(plan_path, output, device, stems, quiet, as_json):
     """Render a plan written by `scoretool plan` (or `score --save-plan`), honouring your edits."""
     the_plan = Plan.load(plan_path)
     if device:
         the_plan.settings.device = device
     with reporting(quiet, as_json) as reporter:
-        result = api.render(the_plan, output, reporter=reporter)
+        result = api.render(the_plan, output, reporter=reporter, stems=stems)
     finish(result, quiet, as_json)
+
+
+@main.command()
+@click.argument("in_dir", metavar="IN_DIR", type=click.Path(file_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the outputs (created if missing); each keeps its path relative to IN_DIR.")
+@click.option("-r", "--recursive", is_flag=True, help="Also score the files in subfolders.")
+@click.option("--glob", "globs", multiple=True, metavar="PATTERN",
+              help="Only files whose path (relative to IN_DIR) or name matches, e.g. '*.mov'; repeatable.")
+@click.option("--images", is_flag=True, help="Also score photos (.jpg .png ...): each becomes a video of --duration seconds.")
+@click.option("--format", "fmt", type=click.Choice(["same", "mp4", "mkv", "mov", "webm", "wav"]), default="same",
+              show_default=True, help="Output container: the input's where it can be written (else .mkv; photos .mp4), "
+                                      "or one for all; wav writes the music alone.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64),
+              help="Clips in CPU stages (probe, scenes, frames, mix, mux) at once.  [default: CPU cores, at most 4]")
+@click.option("--force", is_flag=True, help="Redo every clip, even those done before, whatever settings made them.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the summary (JSON) to this file.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Run the clips on a Ray cluster (needs scoretool[ray]): HOST:PORT, auto (RAY_ADDRESS or the cluster "
+                   "started on this machine; what a bare --ray means) or local (start one in this process). "
+                   "Put a bare --ray after IN_DIR.")
+@analysis_options
+@with_output_options
+@click.pass_context
+def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, report_path, ray_address, quiet, as_json, **options):
+    """Score every video in IN_DIR (photos too, with --images) into OUT_DIR.
+
+    Resumable: OUT_DIR/.scoretool-batch.json records each clip's state; run the same command
+    again after an interruption and finished clips are skipped (their outputs checked against
+    their recorded SHA-256), the rest redone. A file that cannot be scored is recorded as failed
+    and the batch goes on. Exit status: 0 all scored, 3 some clips failed, 130 interrupted,
+    1 the batch could not run.
+    """
+    import os
+    import signal
+
+    from . import batch as batch_mod
+
+    settings = replace(DEFAULTS, **options)
+    if report_path and not os.path.isdir(os.path.dirname(os.path.abspath(report_path))):
+        raise click.ClickException(f"the folder for --report {report_path} does not exist")
+    if quiet or as_json:
+        display = batch_mod.BatchDisplay()
+    elif sys.stderr.isatty():
+        display = batch_mod.RichBatchDisplay()
+    else:
+        display = batch_mod.LineDisplay()
+
+    def stop(signum, frame):  # `kill` (SIGTERM) stops like Ctrl-C: the manifest stays consistent either way
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        report = batch_mod.run_batch(
+            in_dir, out_dir, settings, recursive=recursive, globs=globs, images=images, fmt=fmt, jobs=jobs,
+            force=force, ray=ray_address, display=display,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if report_path:
+        report.write(report_path)
+    if as_json:
+        click.echo(batch_mod.json_text(report.to_dict()), nl=False)
+    elif not quiet:
+        from rich.console import Console
+
+        Console(stderr=True).print(batch_mod.summary_table(report))
+        if not report.rows:
+            click.echo(f"no {'videos or photos' if images else 'videos'} found in {in_dir}"
+                       f"{'' if recursive else ' (add --recursive for subfolders)'}", err=True)
+    if report.interrupted:
+        click.echo(f"interrupted: {report.counts['done']} clip(s) scored this time; run the same command again to resume",
+                   err=True)
+    ctx.exit(report.exit_code)
 
 
 @main.group(cls=Group, invoke_without_command=True)
@@ -186,15 +277,81 @@ def models_fetch(names):
         click.echo(f"{name}: {fetch(name)}")
 
 
+presets_dir_option = click.option(
+    "--presets-dir", type=click.Path(file_okay=False), help="A folder of your own preset TOML files (default: the user config folder)."
+)
+
+
+@main.group(cls=Group, invoke_without_command=True)
+@presets_dir_option
+@click.pass_context
+def presets(ctx, presets_dir):
+    """List the presets (musical styles for --preset and --scene N=PRESET)."""
+    from .presets import load_presets
+
+    ctx.obj = load_presets(presets_dir)
+    if ctx.invoked_subcommand is None:
+        for preset in ctx.obj.values():
+            click.echo(f"{preset.name:16} {preset.description}")
+
+
+@presets.command("show")
+@click.argument("name")
+@click.pass_obj
+def presets_show(found, name):
+    """Print one preset: its fields, the prompt words it adds and its file."""
+    from .presets import get_preset
+
+    p = get_preset(name, found)
+    click.echo(f"{p.name}: {p.description}")
+    for label, value in (("genre", p.genre), ("mood", p.mood), ("instruments", ", ".join(p.instruments)),
+                         ("tempo", p.tempo), ("bpm", p.bpm), ("extra", p.prompt), ("model", p.model),
+                         ("generation", ", ".join(f"{k}={v}" for k, v in p.generation.items()))):
+        if value:
+            click.echo(f"  {label:12} {value}")
+    click.echo(f"  {'prompt words':12} {p.terms()}")
+    click.echo(f"  {'file':12} {p.source}")
+
+
+@main.group(cls=Group)
+def cache():
+    """The cache of captions, prompts and generated clips that makes re-renders fast."""
+
+
+cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False), help="The cache folder (default: the user cache folder).")
+
+
+@cache.command("info")
+@cache_dir_option
+def cache_info(cache_dir):
+    """Where the cache is, how many entries of each kind, and its size."""
+    from .cache import Cache
+
+    info = Cache(cache_dir).info()
+    click.echo(f"{info['path']}: {info['bytes'] / 1e6:.1f} MB")
+    for kind, count in sorted(info["entries"].items()):
+        click.echo(f"  {kind:8} {count} entries")
+
+
+@cache.command("clear")
+@cache_dir_option
+def cache_clear(cache_dir):
+    """Delete every cached caption, prompt and clip."""
+    from .cache import Cache
+
+    freed = Cache(cache_dir).clear()
+    click.echo(f"cleared {freed / 1e6:.1f} MB")
+
+
 def print_scenes(the_plan: Plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{the_plan.input['path']}: {len(the_plan.scenes)} scene(s)", show_lines=True)
-    for column in ("#", "start", "end", "caption", "prompt"):
+    for column in ("#", "start", "end", "caption", "prompt", "from"):
         table.add_column(column, overflow="fold")
     for s in the_plan.scenes:
-        table.add_row(str(s.number), f"{s.start:.2f}", f"{s.end:.2f}", s.caption or "", s.prompt or "")
+        table.add_row(str(s.number), f"{s.start:.2f}", f"{s.end:.2f}", s.caption or "", s.prompt or "", s.prompt_source or "")
     Console(stderr=True).print(table)
 
 

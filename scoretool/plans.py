@@ -22,8 +22,8 @@ class Settings:
 
     caption_model: str = "blip-base"
     music_model: str = "musicgen-small"
-    llm_model: str | None = None
-    bridge: str = "offline"
+    llm_model: str | None = None  # None: the bridge's default (recorded here once a plan is made)
+    bridge: str = "auto"  # auto (anthropic if ANTHROPIC_API_KEY is set, else offline) | anthropic | local | offline | none
     device: str = "auto"
     seed: int = 0
     prompt: str | None = None  # the user's global prompt: wins over what the pictures suggest
@@ -34,6 +34,10 @@ class Settings:
     frames_per_scene: int = 3
     image_duration: float = 15.0
     crossfade: float = 1.0
+    transition: str = "crossfade"  # crossfade (beat-aware) | cut
+    original_audio: str = "auto"  # auto | replace | mix | duck
+    music_level: float = -6.0  # dB of the music against the original sound (mix, duck)
+    duck_depth: float = 12.0  # dB the music dips under the original's activity (duck)
     fade_in: float = 0.5
     fade_out: float = 2.0
     loudness: float = -14.0
@@ -58,8 +62,10 @@ class Scene:
     frames: list[float] = field(default_factory=list)
     frame_captions: list[str] = field(default_factory=list)
     caption: str | None = None
+    caption_source: str | None = None  # the bridge that wrote `caption` ("anthropic", "offline-fallback"...)
     prompt: str | None = None
-    prompt_source: str | None = None
+    prompt_source: str | None = None  # "anthropic", "local", "offline", "none", "offline-fallback", "user"...
+    fallback_reason: str | None = None  # why a bridge step of this scene fell back to the offline bridge
     seed: int | None = None
 
     @property
@@ -73,6 +79,8 @@ class Plan:
     settings: Settings
     scenes: list[Scene]
     video_summary: str | None = None
+    video_summary_source: str | None = None
+    video_summary_fallback_reason: str | None = None
     version: int = PLAN_VERSION
 
     @property
@@ -85,6 +93,8 @@ class Plan:
             "input": self.input,
             "settings": asdict(self.settings),
             "video_summary": self.video_summary,
+            "video_summary_source": self.video_summary_source,
+            "video_summary_fallback_reason": self.video_summary_fallback_reason,
             "scenes": [asdict(s) for s in self.scenes],
         }
 
@@ -105,6 +115,8 @@ class Plan:
                 settings=Settings.from_dict(data.get("settings", {})),
                 scenes=scenes,
                 video_summary=data.get("video_summary"),
+                video_summary_source=data.get("video_summary_source"),
+                video_summary_fallback_reason=data.get("video_summary_fallback_reason"),
             )
         except (KeyError, TypeError) as exc:
             raise PlanError(f"malformed plan: {exc}") from None

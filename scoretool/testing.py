@@ -8,7 +8,7 @@ noise and nonsense words, but every shape, rate and special token matches the re
 checkpoints, which is what tests of the pipeline need. Builders are seeded (same folder
 contents every run) and take a second or two.
 
-    python -m scoretool.testing make-tiny DIR    # writes DIR/musicgen and DIR/blip
+    python -m scoretool.testing make-tiny DIR    # writes DIR/musicgen, DIR/blip and DIR/chat
 """
 
 from __future__ import annotations
@@ -426,12 +426,84 @@ def _never_emit(model, token_ids: list[int]) -> None:
         model.text_decoder.cls.predictions.bias[token_ids] = -1e4
 
 
+# --------------------------------------------------------------------------- chat LLM
+
+# ChatML, as Qwen2 and many small instruct models use it: the `local` bridge backend only
+# needs a tokenizer with a chat template and a causal LM that stops on the end-of-turn token.
+# As for BLIP: at the default init std (0.02) a tiny model says the same thing to everything.
+CHAT_INIT_STD = 0.2
+CHAT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def _chat_tokenizer():
+    """A byte-level BPE trained in memory on CORPUS: any text encodes, nothing is <unk>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=list(CHAT_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=4096,
+    )
+
+
+def make_tiny_chat(directory: str | Path) -> Path:
+    """Write a tiny random chat LLM (Qwen2ForCausalLM + a ChatML tokenizer) to ``directory``.
+
+    It answers every chat with the same kind of word salad: what tests of the `local` bridge
+    need to see the whole path run (chat template, generate, decode) and its answers rejected.
+    """
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _chat_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        initializer_range=CHAT_INIT_STD,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with _seeded():
+        model = Qwen2ForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=64
+    )
+    return _save(Path(directory), model, tokenizer)
+
+
 # --------------------------------------------------------------------------- all / CLI
 
-# name -> builder. A future tiny chat LLM registers here and make_tiny / the CLI pick it up.
+# name -> builder; make_tiny and the CLI build each into DIR/<name>.
 BUILDERS: dict[str, Callable[[str | Path], Path]] = {
     "musicgen": make_tiny_musicgen,
     "blip": make_tiny_blip,
+    "chat": make_tiny_chat,
 }
 
 

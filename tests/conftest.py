@@ -6,6 +6,11 @@ import pytest
 # Tests never reach the Hugging Face hub: models come from folders the tests build. Set before
 # huggingface_hub is imported (it reads the variable once, at import).
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The tiny test models are far too small to gain from threads; on a 2-core machine that is also
+# running other jobs, threads only fight (measured: 3 s vs up to 60 s for the same generation).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# `--bridge auto` picks Anthropic when a key is set: tests must never reach the real API.
+os.environ.pop("ANTHROPIC_API_KEY", None)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

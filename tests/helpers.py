@@ -37,10 +37,12 @@ def make_clip(path, colours=("red", "blue"), seconds=2.0, size="160x120", rate=2
     for c in colours:
         args += ["-f", "lavfi", "-i", f"color=c={c}:s={size}:r={rate}:d={seconds}"]
     n = len(colours)
+    if audio:  # a mono tone under the whole clip
+        args += ["-f", "lavfi", "-i", f"sine=f=440:d={seconds * n}"]
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
     args += ["-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=f=440:d={seconds * n}", "-map", f"{n}:a", "-c:a", "aac"]
+        args += ["-map", f"{n}:a", "-c:a", "aac"]
     subprocess.run(args + [str(path)], check=True)
     return path
 

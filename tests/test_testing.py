@@ -48,7 +48,7 @@ def blip(tiny, offline):
 
 
 def test_make_tiny_writes_ordinary_model_folders(tiny):
-    assert set(tiny) == {"musicgen", "blip"}
+    assert set(tiny) == {"musicgen", "blip", "chat"}
     files = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json")
     for folder in tiny.values():
         for name in files:
@@ -154,7 +154,7 @@ def test_cli_writes_both_folders_deterministically(tmp_path, tiny):
         check=True,
     )
     printed = dict(line.split("\t") for line in result.stdout.splitlines())
-    assert printed == {"musicgen": str(tmp_path / "musicgen"), "blip": str(tmp_path / "blip")}
+    assert printed == {name: str(tmp_path / name) for name in ("musicgen", "blip", "chat")}
     for name, folder in tiny.items():
         # Seeded: a second build is byte-for-byte the same model.
         rebuilt = tmp_path / name / "model.safetensors"

@@ -5,6 +5,8 @@ All arrays are float32, shape (samples, channels).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -24,6 +26,53 @@ def _half_fade(bounds, a: int, b: int, crossfade: float) -> float:
     return min(crossfade, shortest) / 2
 
 
+TRANSITIONS = ("crossfade", "cut")  # "continue" needs the generator's help, not the mixer's
+DECLICK = 0.01  # seconds: the tiny fade a hard cut still needs, so it does not click
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Where and how long the change from one clip to the next sounds, in timeline seconds."""
+
+    center: float
+    length: float
+
+
+def plan_transitions(
+    clips: list[np.ndarray],
+    bounds: list[tuple[float, float]],
+    sample_rate: int,
+    mode: str,
+    crossfade: float,
+    beat_aware: bool = True,
+) -> list[Transition]:
+    """One transition per cut. A beat-aware crossfade moves its centre from the cut to the
+    outgoing music's onset nearest the cut (at most a quarter of the crossfade away), shortening
+    itself so that it stays inside the overlap both clips were generated with."""
+    from .beats import beat_near
+
+    if mode not in TRANSITIONS:
+        raise ValueError(f"unknown transition {mode!r}: use one of {', '.join(TRANSITIONS)}")
+    spans = clip_spans(bounds, crossfade)
+    transitions = []
+    for i in range(len(bounds) - 1):
+        cut = bounds[i][1]
+        overlap = min(spans[i][1], bounds[i + 1][1]) - max(spans[i + 1][0], bounds[i][0])
+        if mode == "cut" or overlap <= DECLICK:
+            transitions.append(Transition(cut, min(DECLICK, max(overlap, 0.0))))
+            continue
+        center = cut
+        if beat_aware:
+            reach = overlap / 4
+            first = round((cut - reach - 0.2 - spans[i][0]) * sample_rate)
+            window = clips[i][max(first, 0) : round((cut + reach + 0.2 - spans[i][0]) * sample_rate)]
+            beat = beat_near(window, sample_rate, (cut - spans[i][0]) - max(first, 0) / sample_rate, reach)
+            if beat is not None:
+                center = spans[i][0] + max(first, 0) / sample_rate + beat
+        transitions.append(Transition(center, overlap - 2 * abs(center - cut)))
+    return transitions
+
+
 def assemble(
     clips: list[np.ndarray],
     bounds: list[tuple[float, float]],
@@ -31,27 +80,41 @@ def assemble(
     crossfade: float,
     fade_in: float,
     fade_out: float,
+    transitions: list[Transition] | None = None,
 ) -> np.ndarray:
     """Mix the clips (each as long as its `clip_spans` entry) into one track exactly as long as
-    the last scene's end, to the sample."""
+    the last scene's end, to the sample. Without `transitions`, each cut gets a centred
+    equal-power crossfade as long as the overlap."""
     total = round(bounds[-1][1] * sample_rate)
     channels = max(c.shape[1] for c in clips)
     track = np.zeros((total, channels), dtype=np.float32)
     spans = clip_spans(bounds, crossfade)
+    if transitions is None:
+        transitions = [Transition(b[1], spans[i][1] - spans[i + 1][0]) for i, b in enumerate(bounds[:-1])]
     for i, (clip, (span_start, span_end)) in enumerate(zip(clips, spans)):
         first = round(span_start * sample_rate)
         length = min(round(span_end * sample_rate), total) - first
-        piece = _fit(clip, length, channels)
         gain = np.ones(length, dtype=np.float32)
-        if i > 0:  # fade in across the cut at this scene's start
-            n = round(2 * (bounds[i][0] - span_start) * sample_rate)
-            gain[:n] *= _equal_power(n, rising=True)
-        if i + 1 < len(clips):  # fade out across the cut at this scene's end
-            n = round(2 * (span_end - bounds[i][1]) * sample_rate)
-            gain[length - n :] *= _equal_power(n, rising=False)
-        track[first : first + length] += piece * gain[:, None]
+        if i > 0:  # in across the transition at this clip's start
+            _ramp(gain, transitions[i - 1], span_start, sample_rate, rising=True)
+        if i + 1 < len(clips):  # out across the transition at its end
+            _ramp(gain, transitions[i], span_start, sample_rate, rising=False)
+        track[first : first + length] += _fit(clip, length, channels) * gain[:, None]
     _fade_ends(track, sample_rate, fade_in, fade_out)
     return track
+
+
+def _ramp(gain: np.ndarray, t: Transition, clip_start: float, sample_rate: int, rising: bool) -> None:
+    """Shape `gain` (a clip's, starting at timeline second `clip_start`) for one transition:
+    silent on the far side, an equal-power ramp across it, untouched on the near side."""
+    a = max(0, round((t.center - t.length / 2 - clip_start) * sample_rate))
+    b = min(len(gain), max(a, round((t.center + t.length / 2 - clip_start) * sample_rate)))
+    if rising:
+        gain[:a] = 0.0
+        gain[a:b] *= _equal_power(b - a, rising=True)
+    else:
+        gain[a:b] *= _equal_power(b - a, rising=False)
+        gain[b:] = 0.0
 
 
 def _fit(clip: np.ndarray, length: int, channels: int) -> np.ndarray:
@@ -129,9 +192,9 @@ def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float, 
 
 
 def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
-    """Write a 24-bit WAV atomically (the limiter has already kept it under full scale)."""
+    """Write 24-bit WAV or FLAC (by the extension) atomically; the limiter kept it under full scale."""
     import soundfile
 
     from ..media.mux import write_atomic
 
-    write_atomic(path, lambda tmp: soundfile.write(tmp, audio, sample_rate, subtype="PCM_24", format="WAV"))
+    write_atomic(path, lambda tmp: soundfile.write(tmp, audio, sample_rate, subtype="PCM_24"))

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from . import trim_prompt
+from . import Answer, trim_prompt
 
 
 class PassthroughBridge:
     name = "none"
 
-    def scene_caption(self, frame_captions, user_prompt=None):
+    def scene_caption(self, frame_captions, user_prompt=None) -> Answer:
         # The middle frame stands for the scene; a user prompt replaces the pictures entirely.
-        return user_prompt or (frame_captions[len(frame_captions) // 2] if frame_captions else "")
+        return Answer(user_prompt or (frame_captions[len(frame_captions) // 2] if frame_captions else ""), self.name)
 
-    def video_summary(self, scene_captions):
-        return "; ".join(dict.fromkeys(scene_captions))
+    def video_summary(self, scene_captions) -> Answer:
+        return Answer("; ".join(dict.fromkeys(scene_captions)), self.name)
 
-    def music_prompt(self, caption, *, summary, user_prompt, kind):
-        return trim_prompt(user_prompt or caption)
+    def music_prompt(self, caption, *, summary, user_prompt, kind, style=None) -> Answer:
+        return Answer(trim_prompt(user_prompt or caption), self.name)

@@ -2,12 +2,18 @@
 
 Facts the length arithmetic rests on: EnCodec runs at `frame_rate` frames a second (50 for the
 32 kHz models), each frame decodes to `hop_length` samples, and with the delay pattern of K
-codebooks, N frames need N + K - 1 new tokens.
+codebooks (K per channel for stereo models), N frames need N + K - 1 new tokens.
+
+Two decoding paths give the same tokens for the same prompts and seeds (on one device):
+`scoretool.music.fast.FastMusicgen` (static KV cache, CUDA graphs on a GPU; the default where it
+applies) and transformers' `generate` with `SeededSampler` (the fallback, with the reason logged).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -15,45 +21,49 @@ import numpy as np
 from .. import models
 
 MAX_BATCH = 8
+log = logging.getLogger("scoretool")
 
 
 class SeededSampler:
-    """Guidance and sampling done per batch item, each from that item's own seeded generator.
+    """Guidance and sampling done per batch item, each from that item's own seeded noise.
 
     transformers samples the whole batch from one global RNG, so a scene's music would depend on
     which other scenes shared its batch. This processor runs before MusicGen's own guidance step,
     on the doubled (conditional + unconditional) scores: it applies the guidance itself, draws each
-    item's tokens (temperature, top-k, its own generator), and returns the same finite one-hot
-    scores for both halves, so the guidance step after it changes nothing and greedy decoding
-    picks the drawn token. A clip then depends only on its prompt, duration and seed.
+    item's tokens (temperature, top-k, Gumbel-max with the item's own `SeededNoise`, the scheme the
+    fast path uses), and returns the same finite one-hot scores for both halves, so the guidance
+    step after it changes nothing and greedy decoding picks the drawn token. A clip then depends
+    only on its prompt, duration and seed.
     """
 
     def __init__(self, seeds: list[int], rows_per_item: int, guidance_scale: float, temperature: float, top_k: int, device):
         import torch
 
         self.torch = torch
+        self.seeds = [int(s) for s in seeds]
         self.rows_per_item = rows_per_item
         self.guidance_scale = guidance_scale
-        self.temperature = max(temperature, 1e-5)
+        self.temperature = temperature
         self.top_k = top_k
-        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.device = device
+        self.noise = None
+        self.step = 0
 
     def __call__(self, input_ids, scores):
+        from .fast import SeededNoise, choose, guide
+
         torch = self.torch
         logits = scores.float()
-        guided = logits.shape[0] == 2 * self.rows_per_item * len(self.generators)
+        items, rows = len(self.seeds), self.rows_per_item
+        guided = logits.shape[0] == 2 * rows * items
         if guided:
             cond, uncond = logits.chunk(2)
-            logits = uncond + (cond - uncond) * self.guidance_scale
-        logits = logits / self.temperature
-        if 0 < self.top_k < logits.shape[-1]:
-            kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
-        rows = self.rows_per_item
-        chosen = torch.cat(
-            [torch.multinomial(probs[i * rows : (i + 1) * rows], 1, generator=g) for i, g in enumerate(self.generators)]
-        )
+            logits = guide(cond, uncond, self.guidance_scale)
+        if self.noise is None:
+            self.noise = SeededNoise(self.seeds, rows, logits.shape[-1], logits.device)
+        noise = self.noise.step(self.step)  # (items, rows, vocab)
+        self.step += 1
+        chosen = choose(logits.view(items, rows, -1), self.temperature, self.top_k, noise).view(-1, 1)
         # Finite, so that the guidance step's (cond - uncond) stays 0 instead of inf - inf = nan.
         one_hot = torch.full_like(logits, -1e4).scatter_(1, chosen, 0.0)
         return torch.cat([one_hot, one_hot]).to(scores.dtype) if guided else one_hot.to(scores.dtype)
@@ -72,10 +82,38 @@ class StepCallback:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+def _env_use_fast() -> bool | None:
+    value = os.environ.get("SCORETOOL_FAST_MUSICGEN", "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return None
+
+
 class MusicGenGenerator:
+    """`use_fast`: None = the fast decode loop where it applies (env SCORETOOL_FAST_MUSICGEN=0/1 overrides),
+    True = ask for it (a fallback is then a warning), False = always transformers' `generate`.
+    `do_sample=False` decodes greedily (for tests: both paths then give transformers' greedy tokens).
+    `dtype`: the fast path's decoder dtype (default fp16 on CUDA, fp32 elsewhere).
+    After construction, `fallback_reason` says why `generate` is used, or is None.
+    """
+
     name = "musicgen"
 
-    def __init__(self, model: str, device: str, guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int = 250):
+    def __init__(
+        self,
+        model: str,
+        device: str,
+        guidance_scale: float = 3.0,
+        temperature: float = 1.0,
+        top_k: int = 250,
+        *,
+        use_fast: bool | None = None,
+        do_sample: bool = True,
+        dtype=None,
+        fast_options: dict | None = None,
+    ):
         import torch
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
@@ -88,21 +126,61 @@ class MusicGenGenerator:
         self.guidance_scale = guidance_scale
         self.temperature = temperature
         self.top_k = top_k
+        self.do_sample = do_sample
         codec = self.model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
         self.frame_rate = self.sample_rate / codec.hop_length
         self.num_codebooks = self.model.decoder.num_codebooks
+        channels = getattr(self.model.config.decoder, "audio_channels", 1) or 1
+        # The delay pattern delays each channel's codebooks 0..K-1 steps (stereo interleaves two channels).
+        self.delay_codebooks = self.num_codebooks // channels if self.num_codebooks % channels == 0 else self.num_codebooks
         self._torch = torch
+        self.fast = None
+        self.fallback_reason: str | None = None
+        env = _env_use_fast()
+        self.use_fast = use_fast if use_fast is not None else env
+        if self.use_fast is False:
+            self.fallback_reason = "fast path turned off" + (" (SCORETOOL_FAST_MUSICGEN)" if use_fast is None else "")
+            log.debug("MusicGen: using transformers' generate: %s", self.fallback_reason)
+        else:
+            self._build_fast(dtype, fast_options or {})
+
+    # ------------------------------------------------------------------ fast path management
+
+    def _build_fast(self, dtype, options) -> None:
+        from .fast import FastMusicgen, Unsupported
+
+        try:
+            self.fast = FastMusicgen(self.model, self.device, dtype=dtype, **options)
+        except Unsupported as exc:
+            self._fall_back(str(exc))
+        except Exception as exc:  # a fast-path bug must not stop the pipeline: say so, use generate
+            self._fall_back(f"fast path could not be set up ({type(exc).__name__}: {exc})")
+
+    def _fall_back(self, reason: str, for_batch_only: bool = False) -> None:
+        level = logging.WARNING if (self.use_fast or self.fast is not None) else logging.INFO
+        scope = "this batch" if for_batch_only else "from now on"
+        log.log(level, "MusicGen: using transformers' generate (%s): %s", scope, reason)
+        if not for_batch_only:
+            self.fast = None
+            self.fallback_reason = reason
+
+    # ------------------------------------------------------------------ lengths
 
     def new_tokens(self, duration: float) -> int:
-        """Tokens to generate for at least `duration` seconds of audio (delay pattern included)."""
-        frames = math.ceil(duration * self.frame_rate - 1e-9)
-        return frames + self.num_codebooks - 1
+        """Tokens to generate for at least `duration` seconds of audio (delay pattern included).
+
+        At least K - 1 frames are asked for: with fewer, transformers would drop the delay pattern.
+        """
+        frames = max(math.ceil(duration * self.frame_rate - 1e-9), self.delay_codebooks - 1, 1)
+        return frames + self.delay_codebooks - 1
 
     def steps(self, durations: list[float]) -> int:
         """Decoding steps `generate` will take for these durations (for progress bars)."""
         order = sorted(durations, reverse=True)
         return sum(self.new_tokens(order[i]) for i in range(0, len(order), MAX_BATCH))
+
+    # ------------------------------------------------------------------ generation
 
     def generate(self, prompts, durations, seeds, on_step=None) -> list[np.ndarray]:
         if not (len(prompts) == len(durations) == len(seeds)):
@@ -118,21 +196,64 @@ class MusicGenGenerator:
         return [clips[i] for i in range(len(prompts))]
 
     def _generate_batch(self, prompts, longest, seeds, on_step) -> np.ndarray:
+        inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
+        new_tokens = self.new_tokens(longest)
+        if self.fast is not None:
+            audio = self._fast_batch(inputs, new_tokens, seeds, on_step)
+            if audio is not None:
+                return audio
+        return self._hf_batch(inputs, new_tokens, seeds, on_step)
+
+    def _fast_batch(self, inputs, new_tokens, seeds, on_step):
+        from .fast import FastMusicgen, NonFiniteLogits, Unsupported
+
+        done = [0]
+
+        def count(n):  # so that a retry doesn't report the same steps twice
+            done[0] += n
+            if on_step and done[0] <= new_tokens:
+                on_step(n)
+
+        options = dict(
+            guidance_scale=self.guidance_scale, do_sample=self.do_sample, temperature=self.temperature,
+            top_k=self.top_k, seeds=seeds, on_step=count,
+        )  # fmt: skip
+        mask = inputs.get("attention_mask")
+        try:
+            try:
+                audio = self.fast.generate(inputs["input_ids"], mask, new_tokens, **options)
+            except NonFiniteLogits as exc:
+                if self.fast.dtype == self._torch.float32:
+                    raise
+                log.warning("MusicGen fast path: %s; switching the decoder to float32", exc)
+                self.fast = FastMusicgen(self.model, self.device, dtype=self._torch.float32)
+                done[0] = 0
+                audio = self.fast.generate(inputs["input_ids"], mask, new_tokens, **options)
+        except Unsupported as exc:
+            self._fall_back(str(exc), for_batch_only=True)
+            return None
+        except Exception as exc:
+            self._fall_back(f"fast path failed ({type(exc).__name__}: {exc})")
+            return None
+        return audio.cpu().numpy()
+
+    def _hf_batch(self, inputs, new_tokens, seeds, on_step) -> np.ndarray:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         torch = self._torch
-        inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
         rows = self.num_codebooks  # scores have one row per item and codebook (twice, with guidance)
-        sampler = SeededSampler(seeds, rows, self.guidance_scale, self.temperature, self.top_k, self.device)
+        processors = []
+        if self.do_sample:
+            processors.append(SeededSampler(seeds, rows, self.guidance_scale, self.temperature, self.top_k, self.device))
         stopping = StoppingCriteriaList([StepCallback(on_step)] if on_step else [])
         with torch.inference_mode():
             audio = self.model.generate(
                 **inputs,
-                max_new_tokens=self.new_tokens(longest),
-                min_new_tokens=self.new_tokens(longest),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
                 do_sample=False,  # the sampler above samples; greedy then takes its choice
                 guidance_scale=self.guidance_scale,
-                logits_processor=LogitsProcessorList([sampler]),
+                logits_processor=LogitsProcessorList(processors),
                 stopping_criteria=stopping,
             )
         return audio.float().cpu().numpy()

@@ -1,0 +1,651 @@
+"""A fast MusicGen decode loop: the same tokens as transformers' `generate`, without its per-step overhead.
+
+On a GPU, transformers' MusicGen `generate` is launch-bound (~13 ms a step on an H100 for musicgen-small
+whatever the batch or dtype). This module decodes with the model's own weights but its own loop:
+
+- a pre-allocated static KV cache for self-attention, and the cross-attention K/V of the text encoder
+  output computed once per batch;
+- classifier-free guidance inside the same batch (conditional rows, then unconditional rows, as
+  transformers does), guidance, temperature, top-k and sampling on the device, with no host sync per step;
+- per-item seeded sampling by the Gumbel-max trick: item i's noise comes from its own generator
+  (`SeededNoise`), so a clip depends only on its prompt, length and seed, not on its batch-mates; the
+  transformers path (`musicgen.SeededSampler`) uses the same noise, so both draw the same tokens;
+- the delay pattern of the codebooks as tensor ops (a table of which positions are real tokens);
+- on CUDA: the single-token step captured in CUDA graphs (one per attention-length bucket, so early
+  steps don't attend over the whole cache), half precision for the decoder (cuDNN's SDPA kept out: it
+  is the slow path for these shapes), EnCodec kept in fp32 and decoding the whole batch at once.
+
+On the CPU the same loop runs eagerly and, by default, op for op as transformers computes it, so greedy
+decoding gives exactly `generate`'s tokens. `FastMusicgen(static=True, fused=True, graphs=False)` runs the
+GPU code path (static shapes, masks, device-side step counter, fused projections) eagerly, which is how
+the tests exercise it on a machine without a GPU.
+
+Anything this loop does not model (another model class, an EOS token, training mode, ...) is refused up
+front by `unsupported_reason`, and the caller falls back to `generate` with that reason logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("scoretool")
+
+# Gumbel noise is drawn per item in blocks of this many steps; both sampling paths must use the same.
+NOISE_CHUNK = 64
+# Graph buckets: step s attends over the first ceil((s+1)/BUCKET)*BUCKET cache positions.
+DEFAULT_BUCKET = 128
+# Cache lengths and text lengths are rounded up to these, so that shapes (and graphs) get reused.
+CACHE_ROUND = 64
+TEXT_ROUND = 32
+MAX_CACHED_STATES = 2
+
+
+class Unsupported(Exception):
+    """The fast path does not model this model or request; the message says why."""
+
+
+class NonFiniteLogits(RuntimeError):
+    """The decoder produced inf/nan logits (half-precision overflow): the batch must be redone."""
+
+
+# --------------------------------------------------------------------------- sampling, shared with the HF path
+
+
+def _gumbel_(u: torch.Tensor) -> torch.Tensor:
+    """Uniform [0, 1) noise -> standard Gumbel noise, in place (u = 0 gives -inf: never chosen)."""
+    return u.log_().neg_().log_().neg_()
+
+
+class SeededNoise:
+    """Gumbel noise for per-item seeded sampling: item i's noise comes from its own generator.
+
+    Noise for step s of item i is row s % NOISE_CHUNK of the (s // NOISE_CHUNK)-th block of shape
+    (NOISE_CHUNK, codebooks, vocab) drawn from item i's generator. The blocks are the same whether they
+    are drawn one at a time (`step`) or all up front (`block`), so the transformers path and the fast
+    path, on the same device, draw the same tokens for the same seeds.
+    """
+
+    def __init__(self, seeds: list[int], codebooks: int, vocab: int, device):
+        self.device = torch.device(device)
+        self.shape = (NOISE_CHUNK, codebooks, vocab)
+        self.generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
+        self._index = -1
+        self._current: torch.Tensor | None = None
+
+    def _next_chunk(self) -> torch.Tensor:
+        """The next (NOISE_CHUNK, batch, codebooks, vocab) block."""
+        u = torch.stack(
+            [torch.rand(self.shape, generator=g, device=self.device, dtype=torch.float32) for g in self.generators], dim=1
+        )
+        return _gumbel_(u)
+
+    def step(self, s: int) -> torch.Tensor:
+        """Noise for step `s` (steps must be asked for in order), shape (batch, codebooks, vocab)."""
+        chunk = s // NOISE_CHUNK
+        while self._index < chunk:
+            self._current = self._next_chunk()
+            self._index += 1
+        if self._index != chunk:
+            raise RuntimeError("SeededNoise.step must be called with non-decreasing steps")
+        return self._current[s % NOISE_CHUNK]
+
+    def block(self, steps: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise for steps 0..steps-1 at once, shape (steps, batch, codebooks, vocab); fills `out` if given."""
+        if self._index != -1:
+            raise RuntimeError("SeededNoise.block must be called on fresh noise")
+        n_chunks = math.ceil(steps / NOISE_CHUNK)
+        if out is None:
+            out = torch.empty((steps, len(self.generators), *self.shape[1:]), device=self.device, dtype=torch.float32)
+        for c in range(n_chunks):
+            lo, hi = c * NOISE_CHUNK, min((c + 1) * NOISE_CHUNK, steps)
+            out[lo:hi].copy_(self._next_chunk()[: hi - lo])
+            self._index += 1
+        return out
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance, written as transformers' ClassifierFreeGuidanceLogitsProcessor writes it."""
+    return uncond + (cond - uncond) * guidance_scale
+
+
+def choose(logits: torch.Tensor, temperature: float, top_k: int, noise: torch.Tensor | None) -> torch.Tensor:
+    """Token ids from guided fp32 logits (..., vocab): argmax when `noise` is None, else Gumbel-max sampling.
+
+    argmax(top_k_mask(logits / T) + Gumbel noise) is a draw from softmax(top_k_mask(logits / T)).
+    """
+    if noise is None:
+        return logits.argmax(dim=-1)
+    logits = logits / max(float(temperature), 1e-5)
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return (logits + noise).argmax(dim=-1)
+
+
+# --------------------------------------------------------------------------- support check
+
+
+def unsupported_reason(model) -> str | None:
+    """Why the fast path can't stand in for `model.generate`, or None when it can."""
+    try:
+        from transformers import MusicgenForConditionalGeneration
+        from transformers.activations import ACT2FN
+    except Exception as exc:  # pragma: no cover - transformers without MusicGen
+        return f"transformers has no MusicGen here ({exc})"
+    if type(model) is not MusicgenForConditionalGeneration:
+        return f"{type(model).__name__} is not MusicgenForConditionalGeneration (melody and other variants use generate)"
+    if model.training:
+        return "the model is in training mode"
+    cfg = model.config.decoder
+    gen = model.generation_config
+    channels = getattr(cfg, "audio_channels", 1)
+    if channels not in (1, 2):
+        return f"audio_channels={channels}"
+    if cfg.num_codebooks % channels:
+        return f"{cfg.num_codebooks} codebooks don't split into {channels} channels"
+    if cfg.activation_function not in ACT2FN:
+        return f"unknown activation {cfg.activation_function!r}"
+    if getattr(cfg, "scale_embedding", False):
+        return "scale_embedding=True"
+    if getattr(gen, "eos_token_id", None) is not None:
+        return f"the generation config has an eos_token_id ({gen.eos_token_id}): generate's EOS handling is not modelled"
+    start = gen.decoder_start_token_id if gen.decoder_start_token_id is not None else gen.bos_token_id
+    if start is None or isinstance(start, (list, tuple)):
+        return f"decoder_start_token_id={start!r}"
+    if gen.pad_token_id is not None and gen.pad_token_id != start:
+        return f"pad_token_id {gen.pad_token_id} differs from decoder_start_token_id {start}"
+    if not 0 <= int(start) <= cfg.vocab_size:
+        return f"decoder_start_token_id {start} is outside the codebook embeddings"
+    try:
+        decoder = model.decoder.model.decoder
+        layers = list(decoder.layers)
+        if len(model.decoder.lm_heads) != cfg.num_codebooks or len(decoder.embed_tokens) != cfg.num_codebooks:
+            return "lm_heads/embed_tokens don't match num_codebooks"
+        linears = [head for head in model.decoder.lm_heads]
+        for layer in layers:
+            for attn in (layer.self_attn, layer.encoder_attn):
+                linears += [attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj]
+            linears += [layer.fc1, layer.fc2]
+            for norm in (layer.self_attn_layer_norm, layer.encoder_attn_layer_norm, layer.final_layer_norm):
+                if not isinstance(norm, torch.nn.LayerNorm) or norm.weight is None or norm.bias is None:
+                    return "a decoder layer norm is not an affine LayerNorm"
+        if any(lin.bias is not None for lin in linears):
+            return "decoder linear layers with biases are not modelled"
+        if not isinstance(decoder.layer_norm, torch.nn.LayerNorm):
+            return "the decoder's final norm is not a LayerNorm"
+        decoder.embed_positions.weights  # noqa: B018 - the sinusoidal table must be there
+    except AttributeError as exc:
+        return f"unexpected MusicGen module layout ({exc})"
+    if cfg.hidden_size % cfg.num_attention_heads:
+        return "hidden_size is not a multiple of num_attention_heads"
+    text_hidden = model.config.text_encoder.hidden_size
+    needs_proj = text_hidden != cfg.hidden_size and cfg.cross_attention_hidden_size is None
+    if needs_proj and not hasattr(model, "enc_to_dec_proj"):
+        return "no enc_to_dec_proj although the text encoder and decoder widths differ"
+    if not hasattr(model.audio_encoder, "decode"):
+        return "the audio encoder has no decode()"
+    return None
+
+
+def delay_pattern(codebooks: int, channels: int) -> list[int]:
+    """Delay (in steps) of each codebook: k, or k // 2 for stereo's interleaved left/right codebooks."""
+    return [k // 2 if channels == 2 else k for k in range(codebooks)]
+
+
+def valid_positions(new_tokens: int, delays: list[int], channel_codebooks: int, length: int) -> torch.Tensor:
+    """(codebooks, length) bool: which decoder input positions hold a generated token rather than the pad.
+
+    transformers' `build_delay_pattern_mask` with max_length = 1 + new_tokens: codebook k is padding at
+    positions p <= delay_k and p >= delay_k + max_length - channel_codebooks + 1.
+    """
+    p = torch.arange(length)[None, :]
+    d = torch.tensor(delays)[:, None]
+    return (p > d) & (p <= d + new_tokens + 1 - channel_codebooks)
+
+
+# --------------------------------------------------------------------------- the decoder
+
+
+@dataclass
+class _Layer:
+    ln1: tuple
+    ln2: tuple
+    ln3: tuple
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    o: torch.Tensor
+    cq: torch.Tensor
+    ck: torch.Tensor
+    cv: torch.Tensor
+    co: torch.Tensor
+    fc1: torch.Tensor
+    fc2: torch.Tensor
+    qkv: torch.Tensor | None = None  # fused [q; k; v] for the static/fused path
+
+
+@dataclass
+class _State:
+    """Static buffers of one batch shape; CUDA graphs read and write only these."""
+
+    batch: int
+    rows: int
+    text_len: int
+    cache_len: int
+    sampled: bool
+    tok: torch.Tensor  # (batch, K) long: this step's input tokens (conditional rows; repeated for CFG)
+    pos: torch.Tensor  # (1,) long: this step's index = input position
+    kv: torch.Tensor  # (layers, 2, rows, heads, cache_len, head_dim)
+    cross_k: torch.Tensor  # (layers, rows, heads, text_len, head_dim)
+    cross_v: torch.Tensor
+    cross_bias: torch.Tensor  # (rows, 1, 1, text_len) additive
+    self_bias: torch.Tensor  # (cache_len, cache_len) additive causal table
+    valid: torch.Tensor  # (K, cache_len + 1) bool
+    out: torch.Tensor  # (batch, K, cache_len) long: raw token of each step
+    bad: torch.Tensor  # (1,) bool: a non-finite logit was seen
+    noise: torch.Tensor | None  # (cache_len, batch, K, vocab) fp32
+    graphs: dict = field(default_factory=dict)  # (kv_len, settings) -> CUDAGraph
+
+
+class FastMusicgen:
+    """Generate MusicGen codes and audio with a hand-written decode loop.
+
+    `static`: fixed-shape step (full static cache with a mask, step counter on the device): needed for CUDA
+    graphs; default on CUDA. `fused`: one QKV matmul, residual adds fused into the matmuls, batched LM heads:
+    fewer kernels; default on CUDA (off on CPU, where the loop follows transformers op for op).
+    `graphs`: capture the static step in CUDA graphs (CUDA only). `dtype`: the decoder's dtype (default fp16
+    on CUDA, fp32 elsewhere); the text encoder and EnCodec stay in the model's own dtype.
+    """
+
+    def __init__(
+        self,
+        model,
+        device=None,
+        dtype: torch.dtype | None = None,
+        *,
+        static: bool | None = None,
+        fused: bool | None = None,
+        graphs: bool | None = None,
+        bucket: int = DEFAULT_BUCKET,
+    ):
+        reason = unsupported_reason(model)
+        if reason:
+            raise Unsupported(reason)
+        from transformers.activations import ACT2FN
+
+        self.model = model
+        self.device = torch.device(device) if device is not None else next(model.decoder.parameters()).device
+        cuda = self.device.type == "cuda"
+        self.dtype = dtype or (torch.float16 if cuda else torch.float32)
+        self.graphs = bool(cuda if graphs is None else graphs) and cuda
+        self.static = bool(cuda if static is None else static) or self.graphs
+        self.fused = bool(cuda if fused is None else fused)
+        if bucket % CACHE_ROUND:
+            raise ValueError(f"bucket must be a multiple of {CACHE_ROUND}")
+        self.bucket = bucket
+
+        cfg = model.config.decoder
+        gen = model.generation_config
+        self.K = cfg.num_codebooks
+        self.V = cfg.vocab_size
+        self.D = cfg.hidden_size
+        self.H = cfg.num_attention_heads
+        self.hd = self.D // self.H
+        self.scaling = self.hd**-0.5  # as MusicgenAttention
+        self.channels = getattr(cfg, "audio_channels", 1)
+        self.channel_codebooks = self.K // self.channels
+        self.delays = delay_pattern(self.K, self.channels)
+        self.start = int(gen.decoder_start_token_id if gen.decoder_start_token_id is not None else gen.bos_token_id)
+        self.act = ACT2FN[cfg.activation_function]
+
+        decoder = model.decoder.model.decoder
+        dev, dt = self.device, self.dtype
+
+        def w(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(dev, dt)
+
+        def ln(m: torch.nn.LayerNorm) -> tuple:
+            return (m.normalized_shape, w(m.weight), w(m.bias), m.eps)
+
+        self.layers: list[_Layer] = []
+        with torch.no_grad():
+            for layer in decoder.layers:
+                sa, ca = layer.self_attn, layer.encoder_attn
+                entry = _Layer(
+                    ln1=ln(layer.self_attn_layer_norm),
+                    ln2=ln(layer.encoder_attn_layer_norm),
+                    ln3=ln(layer.final_layer_norm),
+                    q=w(sa.q_proj.weight), k=w(sa.k_proj.weight), v=w(sa.v_proj.weight), o=w(sa.out_proj.weight),
+                    cq=w(ca.q_proj.weight), ck=w(ca.k_proj.weight), cv=w(ca.v_proj.weight), co=w(ca.out_proj.weight),
+                    fc1=w(layer.fc1.weight), fc2=w(layer.fc2.weight),
+                )  # fmt: skip
+                if self.fused:
+                    entry.qkv = torch.cat([entry.q, entry.k, entry.v]).contiguous()
+                    # the separate ones are then only needed by the unfused path
+                    entry.q = entry.k = entry.v = None
+                self.layers.append(entry)
+            self.final_ln = ln(decoder.layer_norm)
+            self.embed = [w(e.weight) for e in decoder.embed_tokens]
+            self.heads = [w(h.weight) for h in model.decoder.lm_heads]
+            self.heads_stacked = torch.stack(self.heads).contiguous() if self.fused else None
+            self.positions = w(decoder.embed_positions.weights)
+            self._position_module = decoder.embed_positions
+        self._states: OrderedDict = OrderedDict()
+        self._pool = None
+
+    # ------------------------------------------------------------------ public API
+
+    def frames_for(self, new_tokens: int) -> int:
+        return new_tokens + 1 - self.channel_codebooks
+
+    def generate_codes(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        new_tokens: int,
+        *,
+        guidance_scale: float | None = 3.0,
+        do_sample: bool = True,
+        temperature: float = 1.0,
+        top_k: int = 250,
+        seeds: list[int] | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """Codes (batch, codebooks, frames) long, as `generate` would pass them to EnCodec."""
+        if new_tokens + 1 < 2 * self.channel_codebooks - 1:
+            raise Unsupported(f"{new_tokens} new tokens is too short for the delay pattern")
+        batch = input_ids.shape[0]
+        if do_sample and (seeds is None or len(seeds) != batch):
+            raise ValueError("sampling needs one seed per batch item")
+        cfg = guidance_scale is not None and guidance_scale > 1
+        with torch.inference_mode(), self._sdpa_backends():
+            enc, enc_mask = self._encode(input_ids, attention_mask, cfg)
+            noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
+            settings = (cfg, float(guidance_scale or 1.0), bool(do_sample), float(temperature), int(top_k))
+            if self.static:
+                try:
+                    out = self._run_static(enc, enc_mask, batch, new_tokens, settings, noise, on_step)
+                except (NonFiniteLogits, Unsupported):
+                    raise
+                except Exception as exc:
+                    if not self.graphs:
+                        raise
+                    log.warning("MusicGen fast path: CUDA graphs failed (%s: %s); continuing without graphs", type(exc).__name__, exc)
+                    self.graphs = False
+                    self._states.clear()
+                    noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
+                    out = self._run_static(enc, enc_mask, batch, new_tokens, settings, noise, on_step)
+            else:
+                out = self._run_dynamic(enc, enc_mask, batch, new_tokens, settings, noise, on_step)
+            frames = self.frames_for(new_tokens)
+            idx = torch.arange(frames, device=out.device)[None, :] + torch.tensor(self.delays, device=out.device)[:, None]
+            return out.gather(2, idx.expand(batch, -1, -1)).clone()
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames), the whole batch at once."""
+        codec = self.model.audio_encoder
+        codec_device = next(codec.parameters()).device
+        codes = codes.to(codec_device)[None]
+        scales = [None] * codes.shape[1]
+        with torch.inference_mode():
+            if self.channels == 1:
+                audio = codec.decode(codes, audio_scales=scales).audio_values
+            else:
+                left = codec.decode(codes[:, :, ::2], audio_scales=scales).audio_values
+                right = codec.decode(codes[:, :, 1::2], audio_scales=scales).audio_values
+                audio = torch.cat([left, right], dim=1)
+        return audio.float()
+
+    def generate(self, input_ids, attention_mask, new_tokens: int, **options) -> torch.Tensor:
+        """Audio (batch, channels, samples): `generate_codes` then `decode`."""
+        return self.decode(self.generate_codes(input_ids, attention_mask, new_tokens, **options))
+
+    # ------------------------------------------------------------------ pieces
+
+    def _sdpa_backends(self):
+        """On CUDA keep SDPA off cuDNN (4-5x slower for these shapes in half precision)."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+        except Exception:  # pragma: no cover - old torch
+            return contextlib.nullcontext()
+
+    def _encode(self, input_ids, attention_mask, cfg: bool):
+        """Text encoder output and mask as `generate` builds them: with CFG, a zero half and an all-zero mask."""
+        model = self.model
+        text_device = next(model.text_encoder.parameters()).device
+        input_ids = input_ids.to(text_device)
+        attention_mask = attention_mask.to(text_device) if attention_mask is not None else torch.ones_like(input_ids)
+        h = model.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask
+        if cfg:
+            h = torch.cat([h, torch.zeros_like(h)], dim=0)
+            mask = torch.cat([mask, torch.zeros_like(mask)], dim=0)
+        cfgd = model.config
+        if cfgd.text_encoder.hidden_size != cfgd.decoder.hidden_size and cfgd.decoder.cross_attention_hidden_size is None:
+            h = model.enc_to_dec_proj(h)
+        h = h * mask[..., None]
+        return h.to(self.device, self.dtype), mask.to(self.device)
+
+    def _cross_kv(self, layer: _Layer, enc: torch.Tensor):
+        rows, length, _ = enc.shape
+        k = F.linear(enc, layer.ck).view(rows, length, self.H, self.hd).transpose(1, 2)
+        v = F.linear(enc, layer.cv).view(rows, length, self.H, self.hd).transpose(1, 2)
+        return k, v
+
+    @staticmethod
+    def _ln(x, norm):
+        shape, weight, bias, eps = norm
+        return F.layer_norm(x, shape, weight, bias, eps)
+
+    def _positions(self, length: int) -> torch.Tensor:
+        if length <= self.positions.shape[0]:
+            return self.positions
+        # as MusicgenSinusoidalPositionalEmbedding.make_weights when the sequence outgrows the table
+        table = self._position_module.get_embedding(length, self.D)
+        return table.to(self.device, self.dtype)
+
+    def _step(self, x_tok, pos, kv, kv_len, self_bias, cross_k, cross_v, cross_mask, positions, rows):
+        """One decoder step for input tokens (batch, K) at position `pos`; returns logits (rows, K, vocab)."""
+        batch = x_tok.shape[0]
+        # as MusicgenDecoder: sum of the codebook embeddings (in order), then the sinusoidal position
+        x = F.embedding(x_tok[:, 0], self.embed[0])
+        for k in range(1, self.K):
+            x = x + F.embedding(x_tok[:, k], self.embed[k])
+        if rows != batch:
+            x = torch.cat([x, x], dim=0)
+        x = x + positions.index_select(0, pos)
+        R, H, hd, D = rows, self.H, self.hd, self.D
+        for i, layer in enumerate(self.layers):
+            cache = kv[i]  # (2, rows, heads, cache_len, head_dim)
+            h = self._ln(x, layer.ln1)
+            if self.fused:
+                qkv = F.linear(h, layer.qkv)
+                q = qkv[:, :D].view(R, 1, H, hd).transpose(1, 2)
+                new_kv = qkv[:, D:].view(R, 2, H, hd).permute(1, 0, 2, 3).unsqueeze(3)
+            else:
+                q = F.linear(h, layer.q).view(R, 1, H, hd).transpose(1, 2)
+                k = F.linear(h, layer.k).view(R, 1, H, hd).transpose(1, 2)
+                v = F.linear(h, layer.v).view(R, 1, H, hd).transpose(1, 2)
+                new_kv = torch.stack([k, v])
+            cache.index_copy_(3, pos, new_kv)
+            a = F.scaled_dot_product_attention(
+                q, cache[0, :, :, :kv_len], cache[1, :, :, :kv_len], attn_mask=self_bias, dropout_p=0.0, scale=self.scaling
+            )
+            a = a.transpose(1, 2).reshape(R, D)
+            x = torch.addmm(x, a, layer.o.t()) if self.fused else x + F.linear(a, layer.o)
+
+            h = self._ln(x, layer.ln2)
+            q = F.linear(h, layer.cq).view(R, 1, H, hd).transpose(1, 2)
+            a = F.scaled_dot_product_attention(
+                q, cross_k[i], cross_v[i], attn_mask=cross_mask, dropout_p=0.0, scale=self.scaling
+            )
+            a = a.transpose(1, 2).reshape(R, D)
+            x = torch.addmm(x, a, layer.co.t()) if self.fused else x + F.linear(a, layer.co)
+
+            h = self._ln(x, layer.ln3)
+            h = self.act(F.linear(h, layer.fc1))
+            x = torch.addmm(x, h, layer.fc2.t()) if self.fused else x + F.linear(h, layer.fc2)
+        h = self._ln(x, self.final_ln)
+        if self.fused:
+            return torch.matmul(h.unsqueeze(0), self.heads_stacked.transpose(1, 2)).transpose(0, 1)
+        return torch.stack([F.linear(h, head) for head in self.heads], dim=1)
+
+    def _pick(self, logits, batch, settings, noise):
+        """Guided fp32 logits -> tokens (batch, K); also returns the guided logits (for the finiteness check)."""
+        cfg, scale, sampled, temperature, top_k = settings
+        logits = logits.float()
+        guided = guide(logits[:batch], logits[batch:], scale) if cfg else logits
+        return choose(guided, temperature, top_k, noise if sampled else None), guided
+
+    # ------------------------------------------------------------------ eager loop (CPU default): transformers op for op
+
+    def _run_dynamic(self, enc, enc_mask, batch, new_tokens, settings, noise, on_step):
+        rows = enc.shape[0]
+        dev = self.device
+        cross = [self._cross_kv(layer, enc) for layer in self.layers]
+        cross_k = [k for k, _ in cross]
+        cross_v = [v for _, v in cross]
+        # as transformers' sdpa path: a boolean (rows, 1, 1, text) mask
+        cross_mask = enc_mask.bool()[:, None, None, :]
+        kv = torch.zeros((len(self.layers), 2, rows, self.H, new_tokens, self.hd), device=dev, dtype=self.dtype)
+        positions = self._positions(new_tokens)
+        valid = valid_positions(new_tokens, self.delays, self.channel_codebooks, new_tokens + 1).to(dev)
+        out = torch.empty((batch, self.K, new_tokens), dtype=torch.long, device=dev)
+        tok = torch.full((batch, self.K), self.start, dtype=torch.long, device=dev)
+        pos = torch.zeros(1, dtype=torch.long, device=dev)
+        bad = torch.zeros((), dtype=torch.bool, device=dev)
+        for s in range(new_tokens):
+            pos.fill_(s)
+            logits = self._step(tok, pos, kv, s + 1, None, cross_k, cross_v, cross_mask, positions, rows)
+            chosen, guided = self._pick(logits, batch, settings, noise.step(s) if noise is not None else None)
+            bad |= ~torch.isfinite(guided).all()
+            out[:, :, s] = chosen
+            tok = torch.where(valid[:, s + 1], chosen, self.start)
+            if on_step:
+                on_step(1)
+        if bool(bad):
+            raise NonFiniteLogits(f"non-finite logits in {self.dtype} decoding")
+        return out
+
+    # ------------------------------------------------------------------ static loop (CUDA graphs; also runs eagerly)
+
+    def _state(self, batch, rows, text_len, new_tokens, sampled) -> _State:
+        cache_len = max(CACHE_ROUND, math.ceil(new_tokens / CACHE_ROUND) * CACHE_ROUND)
+        text_pad = max(TEXT_ROUND, math.ceil(text_len / TEXT_ROUND) * TEXT_ROUND)
+        key = (batch, rows, text_pad, cache_len, sampled)
+        if key in self._states:
+            self._states.move_to_end(key)
+            return self._states[key]
+        while len(self._states) >= MAX_CACHED_STATES:
+            self._states.popitem(last=False)
+        dev, dt, L = self.device, self.dtype, len(self.layers)
+        neg = float("-inf")
+        causal = torch.full((cache_len, cache_len), neg, device=dev, dtype=dt).triu_(1)
+        st = _State(
+            batch=batch, rows=rows, text_len=text_pad, cache_len=cache_len, sampled=sampled,
+            tok=torch.full((batch, self.K), self.start, dtype=torch.long, device=dev),
+            pos=torch.zeros(1, dtype=torch.long, device=dev),
+            kv=torch.zeros((L, 2, rows, self.H, cache_len, self.hd), device=dev, dtype=dt),
+            cross_k=torch.zeros((L, rows, self.H, text_pad, self.hd), device=dev, dtype=dt),
+            cross_v=torch.zeros((L, rows, self.H, text_pad, self.hd), device=dev, dtype=dt),
+            cross_bias=torch.zeros((rows, 1, 1, text_pad), device=dev, dtype=dt),
+            self_bias=causal,
+            valid=torch.zeros((self.K, cache_len + 1), dtype=torch.bool, device=dev),
+            out=torch.zeros((batch, self.K, cache_len), dtype=torch.long, device=dev),
+            bad=torch.zeros(1, dtype=torch.bool, device=dev),
+            noise=torch.zeros((cache_len, batch, self.K, self.V), device=dev) if sampled else None,
+        )  # fmt: skip
+        self._states[key] = st
+        return st
+
+    def _static_step(self, st: _State, kv_len: int, settings, positions):
+        """The graph body: reads and writes only `st`'s buffers; no host sync, no Python-side step count."""
+        bias = st.self_bias[:, :kv_len].index_select(0, st.pos).view(1, 1, 1, kv_len)
+        logits = self._step(
+            st.tok, st.pos, st.kv, kv_len, bias, st.cross_k, st.cross_v, st.cross_bias, positions, st.rows
+        )
+        noise = st.noise.index_select(0, st.pos).squeeze(0) if st.sampled else None
+        chosen, guided = self._pick(logits, st.batch, settings, noise)
+        st.bad.logical_or_(~torch.isfinite(guided).all().view(1))
+        st.out.index_copy_(2, st.pos, chosen.unsqueeze(-1))
+        nxt = st.valid.index_select(1, st.pos + 1).view(1, self.K)
+        st.tok.copy_(torch.where(nxt, chosen, torch.full_like(chosen, self.start)))
+        st.pos.add_(1)
+
+    def _run_static(self, enc, enc_mask, batch, new_tokens, settings, noise, on_step):
+        rows, text_len, _ = enc.shape
+        sampled = settings[2]
+        st = self._state(batch, rows, text_len, new_tokens, sampled)
+        positions = self._positions(st.cache_len)
+        # Per-batch inputs into the static buffers.
+        st.cross_k.zero_()
+        st.cross_v.zero_()
+        for i, layer in enumerate(self.layers):
+            k, v = self._cross_kv(layer, enc)
+            st.cross_k[i, :, :, :text_len].copy_(k)
+            st.cross_v[i, :, :, :text_len].copy_(v)
+        # Conditional rows: 0 where the prompt has a token, -inf on padding. Unconditional rows (CFG) attend
+        # with bias 0 over all-zero keys/values: their output is 0, exactly what transformers' fully masked
+        # rows give.
+        bias = torch.zeros((rows, text_len + (st.text_len - text_len)), device=self.device, dtype=self.dtype)
+        bias[:batch, :text_len].masked_fill_(~enc_mask[:batch].bool(), float("-inf"))
+        bias[:batch, text_len:] = float("-inf")
+        st.cross_bias.copy_(bias.view(rows, 1, 1, -1))
+        st.valid.copy_(valid_positions(new_tokens, self.delays, self.channel_codebooks, st.cache_len + 1))
+        if sampled:
+            noise.block(new_tokens, out=st.noise[:new_tokens])
+        st.tok.fill_(self.start)
+        st.pos.zero_()
+        st.bad.zero_()
+        st.out.zero_()
+
+        buckets = [min(self.bucket * (s // self.bucket + 1), st.cache_len) for s in range(0, new_tokens, self.bucket)]
+        runners = {kv_len: self._runner(st, kv_len, settings, positions) for kv_len in buckets}
+        for s in range(new_tokens):
+            runners[buckets[s // self.bucket]]()
+            if on_step:
+                on_step(1)
+        if bool(st.bad.item()):
+            raise NonFiniteLogits(f"non-finite logits in {self.dtype} decoding")
+        return st.out[:, :, :new_tokens]
+
+    def _runner(self, st: _State, kv_len: int, settings, positions) -> Callable[[], None]:
+        if not self.graphs:
+            return lambda: self._static_step(st, kv_len, settings, positions)
+        key = (kv_len, settings)
+        graph = st.graphs.get(key)
+        if graph is None:
+            graph = self._capture(st, kv_len, settings, positions)
+            st.graphs[key] = graph
+        return graph.replay
+
+    def _capture(self, st: _State, kv_len: int, settings, positions):
+        """Capture one step. Warm-up runs on a side stream first, then the state is put back as it was."""
+        saved = (st.tok.clone(), st.pos.clone(), st.bad.clone(), st.out.clone())
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._static_step(st, kv_len, settings, positions)
+                st.pos.copy_(saved[1])
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._static_step(st, kv_len, settings, positions)
+        for buf, value in zip((st.tok, st.pos, st.bad, st.out), saved):
+            buf.copy_(value)
+        return graph

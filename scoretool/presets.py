@@ -1,0 +1,132 @@
+"""Presets: a named musical style (genre, mood, instruments, tempo, extra words, generation knobs).
+
+Built-ins are TOML files shipped inside the package (`scoretool/presets/`); a user folder
+(`--presets-dir`, else the platform's config folder, e.g. ~/.config/scoretool/presets) adds
+more or shadows a built-in of the same name. A bad file is refused with its path and field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import ScoreToolError
+
+
+class PresetError(ScoreToolError):
+    """A preset file is malformed, or a preset name is unknown."""
+
+
+GENERATION_KEYS = {"guidance_scale": (float, 1.0, 20.0), "temperature": (float, 0.05, 5.0), "top_k": (int, 1, 4096)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    genre: str
+    mood: str
+    instruments: tuple[str, ...]
+    tempo: str = ""
+    bpm: int | None = None
+    prompt: str = ""
+    model: str | None = None  # a music model alias/id/folder this style wants
+    generation: dict = field(default_factory=dict)  # guidance_scale, temperature, top_k
+    source: str = ""  # the file it came from
+
+    def terms(self) -> str:
+        """The preset as prompt words: what every scene's prompt must carry unless overridden."""
+        instruments = ", ".join(self.instruments[:-1]) + f" and {self.instruments[-1]}" if len(self.instruments) > 1 else self.instruments[0]
+        tempo = ", ".join(x for x in (self.tempo and f"{self.tempo} tempo", self.bpm and f"{self.bpm} BPM") if x)
+        parts = [f"{self.mood} {self.genre}", f"with {instruments}", tempo, self.prompt]
+        return ", ".join(p for p in parts if p).replace(", with", " with")
+
+
+def user_presets_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("scoretool")) / "presets"
+
+
+def load_presets(user_dir: str | os.PathLike | None = None) -> dict[str, Preset]:
+    """Built-ins, then the user folder's presets over them (same name: the user's wins)."""
+    presets: dict[str, Preset] = {}
+    builtin = resources.files("scoretool") / "presets"
+    for entry in sorted(builtin.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            preset = parse_preset(entry.read_text(encoding="utf-8"), f"scoretool/presets/{entry.name}")
+            presets[preset.name] = preset
+    folder = Path(user_dir) if user_dir else user_presets_dir()
+    if user_dir and not folder.is_dir():
+        raise PresetError(f"presets folder not found: {folder}")
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.toml")):
+            preset = parse_preset(path.read_text(encoding="utf-8"), str(path))
+            presets[preset.name] = preset
+    return presets
+
+
+def get_preset(name: str, presets: dict[str, Preset]) -> Preset:
+    if name not in presets:
+        raise PresetError(f"unknown preset '{name}': choose from {', '.join(sorted(presets))} (see `scoretool presets`)")
+    return presets[name]
+
+
+def parse_preset(text: str, source: str) -> Preset:
+    """Parse and check one preset file; every problem names the file and the field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{source}: not valid TOML ({exc})") from None
+
+    def fail(key: str, why: str):
+        raise PresetError(f"{source}: field '{key}' {why}")
+
+    def text_field(key: str, required: bool = True) -> str:
+        value = data.get(key, "" if not required else None)
+        if value is None:
+            fail(key, "is missing")
+        if not isinstance(value, str) or (required and not value.strip()):
+            fail(key, "must be a non-empty string")
+        return value.strip()
+
+    known = {"name", "description", "genre", "mood", "instruments", "tempo", "bpm", "prompt", "model", "generation"}
+    for key in data:
+        if key not in known:
+            fail(key, f"is not a preset field (known: {', '.join(sorted(known))})")
+    instruments = data.get("instruments")
+    if not isinstance(instruments, list) or not instruments or not all(isinstance(i, str) and i.strip() for i in instruments):
+        fail("instruments", "must be a non-empty list of strings")
+    bpm = data.get("bpm")
+    if bpm is not None and (not isinstance(bpm, int) or isinstance(bpm, bool) or not 30 <= bpm <= 240):
+        fail("bpm", "must be a whole number from 30 to 240")
+    if "tempo" not in data and bpm is None:
+        fail("tempo", "is missing (give tempo words, bpm, or both)")
+    generation = data.get("generation", {})
+    if not isinstance(generation, dict):
+        fail("generation", "must be a table")
+    for key, value in generation.items():
+        if key not in GENERATION_KEYS:
+            fail(f"generation.{key}", f"is not a generation setting (known: {', '.join(GENERATION_KEYS)})")
+        kind, low, high = GENERATION_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)) or not low <= value <= high:
+            fail(f"generation.{key}", f"must be a {kind.__name__} from {low:g} to {high:g}")
+    name = text_field("name")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        fail("name", "may hold only letters, digits, '-' and '_'")
+    return Preset(
+        name=name,
+        description=text_field("description"),
+        genre=text_field("genre"),
+        mood=text_field("mood"),
+        instruments=tuple(i.strip() for i in instruments),
+        tempo=text_field("tempo", required=False),
+        bpm=bpm,
+        prompt=text_field("prompt", required=False),
+        model=text_field("model", required=False) or None,
+        generation=dict(generation),
+        source=source,
+    )

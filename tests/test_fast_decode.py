@@ -1,0 +1,288 @@
+"""The fast MusicGen decode loop (scoretool.music.fast) against transformers' own `generate`.
+
+Greedy decoding must give exactly `generate`'s tokens; sampling must be reproducible, independent of
+batch-mates, and the same as the transformers path (`SeededSampler`) for the same seeds. The GPU code
+path (static shapes, masks, fused projections, device-side step counter) runs here eagerly on the CPU.
+"""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from scoretool import testing
+from scoretool.music import fast as fastmod
+from scoretool.music.fast import FastMusicgen, NonFiniteLogits, SeededNoise, unsupported_reason
+from scoretool.music.musicgen import MusicGenGenerator
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+PROMPTS = ["calm piano melody with soft strings", "drums", "a dog running on the beach at night"]
+# The CPU loop follows transformers op for op; the other two run the GPU loop's code eagerly.
+MODES = {
+    "exact": {},
+    "static-fused": dict(static=True, fused=True),
+    "static-small-buckets": dict(static=True, fused=False, bucket=64),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return testing.make_tiny_musicgen(tmp_path_factory.mktemp("tiny-fast") / "musicgen")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+    model = MusicgenForConditionalGeneration.from_pretrained(tiny_dir).eval()
+    return model, AutoProcessor.from_pretrained(tiny_dir)
+
+
+def hf_codes(model, inputs, new_tokens, **options):
+    """transformers' generate; returns (the codes of each EnCodec decode call, audio)."""
+    seen = []
+    decode = model.audio_encoder.decode
+
+    def spy(codes, *args, **kwargs):
+        seen.append(codes.clone())
+        return decode(codes, *args, **kwargs)
+
+    model.audio_encoder.decode = spy
+    try:
+        with torch.inference_mode():
+            audio = model.generate(**inputs, max_new_tokens=new_tokens, guidance_scale=3.0, **options)
+    finally:
+        del model.audio_encoder.decode
+    return seen, audio  # mono: one decode call; stereo: left then right
+
+
+@pytest.fixture(scope="module")
+def hf_greedy(tiny):
+    """generate's greedy codes and audio, once per prompt list."""
+    cache = {}
+
+    def get(prompts):
+        if prompts not in cache:
+            inputs = tiny[1](text=list(prompts), padding=True, return_tensors="pt")
+            cache[prompts] = inputs, hf_codes(tiny[0], inputs, 83, do_sample=False)  # 80 frames
+        return cache[prompts]
+
+    return get
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("prompts", [tuple(PROMPTS[:1]), tuple(PROMPTS)], ids=["batch1", "batch3"])
+def test_greedy_tokens_are_exactly_generates(tiny, hf_greedy, mode, prompts):
+    model, _ = tiny
+    new_tokens = 83
+    inputs, (seen, audio) = hf_greedy(prompts)
+    fast = FastMusicgen(model, "cpu", **MODES[mode])
+    codes = fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], new_tokens, do_sample=False)
+    assert codes.shape == (len(prompts), 4, 80)
+    assert torch.equal(codes, seen[0][0])
+    fast_audio = fast.decode(codes)
+    assert fast_audio.shape == (len(prompts), 1, 80 * 640)
+    assert torch.equal(fast_audio, audio)
+
+
+def _variant(tiny, stereo: bool, text_width: int):
+    """A tiny model from a config: stereo (8 interleaved codebooks) and/or a text encoder of another width."""
+    from transformers import GenerationConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
+
+    base = tiny[0].config
+    text = T5Config(**{**base.text_encoder.to_dict(), "d_model": text_width, "d_ff": 2 * text_width})
+    decoder = MusicgenDecoderConfig(
+        **{
+            **base.decoder.to_dict(),
+            "num_codebooks": 8 if stereo else 4,
+            "audio_channels": 2 if stereo else 1,
+            "num_hidden_layers": 2,
+        }
+    )
+    config = MusicgenConfig(text_encoder=text, audio_encoder=base.audio_encoder, decoder=decoder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = MusicgenForConditionalGeneration(config).eval()
+    special = base.decoder.vocab_size
+    model.generation_config = GenerationConfig(decoder_start_token_id=special, bos_token_id=special, pad_token_id=special)
+    return model
+
+
+@pytest.mark.parametrize("stereo,width", [(False, 24), (True, 32)], ids=["text-projection", "stereo"])
+def test_greedy_exact_for_stereo_and_a_projected_text_encoder(tiny, stereo, width):
+    model = _variant(tiny, stereo, width)
+    assert hasattr(model, "enc_to_dec_proj") == (width != 32)
+    inputs = tiny[1](text=PROMPTS[:2], padding=True, return_tensors="pt")
+    new_tokens = 43  # stereo delays codebook pairs: 4 per channel, so 40 frames either way
+    seen, audio = hf_codes(model, inputs, new_tokens, do_sample=False)
+    expected = torch.cat([seen[0][0], seen[1][0]], dim=1) if stereo else seen[0][0]
+    for options in ({}, dict(static=True, fused=True)):
+        fast = FastMusicgen(model, "cpu", **options)
+        codes = fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], new_tokens, do_sample=False)
+        got = torch.cat([codes[:, ::2], codes[:, 1::2]], dim=1) if stereo else codes
+        assert torch.equal(got, expected)
+        fast_audio = fast.decode(codes)
+        assert fast_audio.shape == (2, 2 if stereo else 1, 40 * 640)
+        assert torch.equal(fast_audio, audio)
+
+
+def test_sampling_is_seeded_reproducible_and_independent_of_the_batch(tiny):
+    model, processor = tiny
+    fast = FastMusicgen(model, "cpu")
+    static = FastMusicgen(model, "cpu", static=True, fused=True)
+
+    def run(f, prompts, seeds):
+        inputs = processor(text=prompts, padding=True, return_tensors="pt")
+        return f.generate_codes(inputs["input_ids"], inputs["attention_mask"], 63, seeds=seeds, do_sample=True)
+
+    together = run(fast, PROMPTS, [5, 6, 7])
+    assert torch.equal(together, run(fast, PROMPTS, [5, 6, 7]))
+    assert torch.equal(together[1:2], run(fast, PROMPTS[1:2], [6]))  # alone: same tokens
+    assert not torch.equal(together[1:2], run(fast, PROMPTS[1:2], [99]))
+    assert not torch.equal(together[0], together[2])
+    assert torch.equal(together, run(static, PROMPTS, [5, 6, 7]))  # the GPU code path samples the same
+
+
+def test_seeded_noise_is_the_same_drawn_step_by_step_or_at_once():
+    a = SeededNoise([1, 2], 4, 16, "cpu")
+    b = SeededNoise([1, 2], 4, 16, "cpu")
+    steps = fastmod.NOISE_CHUNK * 2 + 5
+    block = a.block(steps)
+    assert block.shape == (steps, 2, 4, 16)
+    assert torch.equal(block, torch.stack([b.step(s) for s in range(steps)]))
+    assert torch.isfinite(block).all() or (block == float("-inf")).any()
+
+
+@pytest.fixture(scope="module")
+def generators(tiny_dir):
+    hf = MusicGenGenerator(str(tiny_dir), "cpu", use_fast=False)
+    quick = MusicGenGenerator(str(tiny_dir), "cpu", use_fast=True)
+    assert hf.fast is None and hf.fallback_reason
+    assert quick.fast is not None and quick.fallback_reason is None
+    return hf, quick
+
+
+def test_generator_fast_and_transformers_paths_give_the_same_music(generators):
+    hf, quick = generators
+    prompts, durations, seeds = PROMPTS, [1.0, 0.5, 0.77], [11, 12, 13]
+    steps = []
+    a = hf.generate(prompts, durations, seeds)
+    b = quick.generate(prompts, durations, seeds, on_step=steps.append)
+    assert sum(steps) == quick.steps(durations) == 53
+    assert [x.shape for x in b] == [(32000, 1), (16000, 1), (24640, 1)]
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+def test_generator_greedy_switch(generators):
+    hf, quick = generators
+    for gen in generators:
+        gen.do_sample = False
+    try:
+        a = hf.generate(PROMPTS[:2], [0.6, 0.6], [1, 2])
+        b = quick.generate(PROMPTS[:2], [0.6, 0.6], [3, 4])  # seeds don't matter when greedy
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    finally:
+        for gen in generators:
+            gen.do_sample = True
+
+
+def test_very_short_clips_keep_the_delay_pattern(generators):
+    hf, quick = generators
+    assert quick.new_tokens(0.01) == 6  # 3 frames: fewer would make transformers drop the delay pattern
+    a = hf.generate(["drums"], [0.01], [3])
+    b = quick.generate(["drums"], [0.01], [3])
+    assert a[0].shape == b[0].shape == (320, 1) and np.array_equal(a[0], b[0])
+
+
+def test_unsupported_models_are_named():
+    from transformers import (
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+    )
+
+    tiny_model = MusicgenForConditionalGeneration.from_pretrained(testing.make_tiny_musicgen(_tmp()))
+    c = tiny_model.config
+    keys = MusicgenMelodyDecoderConfig().to_dict()
+    decoder = MusicgenMelodyDecoderConfig(**{k: v for k, v in c.decoder.to_dict().items() if k in keys})
+    melody = MusicgenMelodyForConditionalGeneration(
+        MusicgenMelodyConfig(text_encoder=c.text_encoder, audio_encoder=c.audio_encoder, decoder=decoder)
+    )
+    assert "MusicgenMelodyForConditionalGeneration" in unsupported_reason(melody)
+    tiny_model.generation_config.eos_token_id = 5
+    assert "eos_token_id" in unsupported_reason(tiny_model)
+    with pytest.raises(fastmod.Unsupported):
+        FastMusicgen(tiny_model, "cpu")
+
+
+def _tmp():
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="scoretool-fast-")
+
+
+def test_fallback_with_a_logged_reason_still_gives_the_right_audio(tiny_dir, monkeypatch, caplog):
+    monkeypatch.setattr(fastmod, "unsupported_reason", lambda model: "pretend this model is a melody model")
+    with caplog.at_level(logging.INFO, logger="scoretool"):
+        gen = MusicGenGenerator(str(tiny_dir), "cpu")
+    assert gen.fast is None and gen.fallback_reason == "pretend this model is a melody model"
+    assert "pretend this model is a melody model" in caplog.text
+    clips = gen.generate(["drums", "calm piano"], [0.5, 0.25], [1, 2])
+    assert [c.shape for c in clips] == [(16000, 1), (8000, 1)]
+
+
+def test_a_failing_fast_path_falls_back_for_good_with_a_warning(tiny_dir, monkeypatch, caplog):
+    gen = MusicGenGenerator(str(tiny_dir), "cpu")
+    assert gen.fast is not None
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated capture failure")
+
+    monkeypatch.setattr(gen.fast, "generate_codes", boom)
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        clips = gen.generate(["drums"], [0.5], [1])
+    assert clips[0].shape == (16000, 1)
+    assert gen.fast is None and "simulated capture failure" in gen.fallback_reason
+    assert "simulated capture failure" in caplog.text
+
+
+def test_non_finite_logits_are_caught_not_returned(tiny):
+    model, processor = tiny
+    inputs = processor(text=["drums"], return_tensors="pt")
+    for options in ({}, dict(static=True, fused=True)):
+        fast = FastMusicgen(model, "cpu", **options)
+        fast.heads = [torch.full_like(h, float("inf")) for h in fast.heads]
+        if fast.heads_stacked is not None:
+            fast.heads_stacked = torch.full_like(fast.heads_stacked, float("inf"))
+        with pytest.raises(NonFiniteLogits):
+            fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], 10, seeds=[1])
+    assert torch.isfinite(model.decoder.lm_heads[0].weight).all()  # the model's own weights untouched
+
+
+def test_env_switch_turns_the_fast_path_off(tiny_dir, monkeypatch):
+    monkeypatch.setenv("SCORETOOL_FAST_MUSICGEN", "0")
+    gen = MusicGenGenerator(str(tiny_dir), "cpu")
+    assert gen.fast is None and "SCORETOOL_FAST_MUSICGEN" in gen.fallback_reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_graphs_match_the_eager_static_loop(tiny, dtype):
+    model, processor = tiny
+    model = model.to("cuda")
+    try:
+        inputs = processor(text=PROMPTS, padding=True, return_tensors="pt").to("cuda")
+        eager = FastMusicgen(model, "cuda", dtype=dtype, graphs=False)
+        graphed = FastMusicgen(model, "cuda", dtype=dtype, graphs=True)
+        for sample in (False, True):
+            options = dict(do_sample=sample, seeds=[1, 2, 3])
+            a = eager.generate_codes(inputs["input_ids"], inputs["attention_mask"], 150, **options)
+            b = graphed.generate_codes(inputs["input_ids"], inputs["attention_mask"], 150, **options)
+            assert graphed.graphs and torch.equal(a, b)
+    finally:
+        model.to("cpu")

@@ -1,0 +1,135 @@
+"""Transitions, original-audio handling and stems, on synthetic signals with known answers."""
+
+import numpy as np
+import pytest
+import soundfile
+
+import scoretool
+from scoretool import Settings
+from scoretool.audio.assemble import assemble, clip_spans, normalize_loudness, plan_transitions, true_peak_db
+from scoretool.audio.beats import onsets
+from scoretool.audio.original import OUTPUT_RATE, combine, duck_gain, read_original, resample
+
+from .conftest import SHARED_MEDIA, needs_shared_media
+from .helpers import audio_and_video_seconds, make_clip, rms_db, video_packets_md5
+
+RATE = 32000
+
+
+def clicks(seconds: float, bpm: float, offset: float, rate: int = RATE) -> np.ndarray:
+    """A click track: short decaying noise bursts every beat, starting at `offset`."""
+    rng = np.random.default_rng(0)
+    out = 0.005 * rng.standard_normal(int(seconds * rate))
+    burst = rng.standard_normal(int(0.02 * rate)) * np.exp(-np.linspace(0, 8, int(0.02 * rate)))
+    for t in np.arange(offset, seconds - 0.03, 60 / bpm):
+        i = int(t * rate)
+        out[i : i + len(burst)] += burst
+    return out.astype(np.float32)[:, None]
+
+
+def test_onsets_find_the_clicks():
+    found = onsets(clicks(4.0, 120, 0.13), RATE)
+    assert np.allclose(found, 0.13 + 0.5 * np.arange(len(found)), atol=0.02)
+    assert len(found) == 8
+
+
+def test_beat_aware_crossfade_lands_on_the_outgoing_beat_nearest_the_cut():
+    bounds = [(0.0, 4.0), (4.0, 8.0)]
+    spans = clip_spans(bounds, 2.0)
+    # Outgoing clip covers 0..5 s with clicks at 0.07 + 0.5k: the beat nearest the cut (4.0) is 4.07.
+    outgoing = clicks(spans[0][1] - spans[0][0], 120, 0.07)
+    incoming = np.zeros((round((spans[1][1] - spans[1][0]) * RATE), 1), np.float32)
+    (t,) = plan_transitions([outgoing, incoming], bounds, RATE, "crossfade", 2.0)
+    assert t.center == pytest.approx(4.07, abs=0.02)
+    assert t.length == pytest.approx(2.0 - 2 * 0.07, abs=0.04)
+    # Without beats in reach, the crossfade stays centred on the cut.
+    quiet = np.zeros_like(outgoing)
+    (t,) = plan_transitions([quiet, incoming], bounds, RATE, "crossfade", 2.0)
+    assert (t.center, t.length) == (4.0, 2.0)
+
+
+def test_cut_transition_is_a_hard_change_with_a_declick():
+    bounds = [(0.0, 3.0), (3.0, 6.0)]
+    spans = clip_spans(bounds, 1.0)
+    a = np.full((round((spans[0][1] - spans[0][0]) * RATE), 1), 0.5, np.float32)
+    b = np.full((round((spans[1][1] - spans[1][0]) * RATE), 1), -0.5, np.float32)
+    transitions = plan_transitions([a, b], bounds, RATE, "cut", 1.0)
+    track = assemble([a, b], bounds, RATE, 1.0, 0.0, 0.0, transitions)[:, 0]
+    assert np.all(track[int(2.9 * RATE) : int(2.99 * RATE)] == 0.5)
+    assert np.all(track[int(3.01 * RATE) : int(3.1 * RATE)] == -0.5)
+    assert np.all(np.abs(np.diff(track[int(2.98 * RATE) : int(3.02 * RATE)])) < 0.01)  # no click
+
+
+def test_ducking_depth_in_speech_and_gaps():
+    # Original: 2 s of tone, 2 s of silence, twice; the music should dip 12 dB under the tone only.
+    t = np.arange(8 * OUTPUT_RATE) / OUTPUT_RATE
+    tone = 0.1 * np.sin(2 * np.pi * 220 * t) * ((t % 4) < 2)
+    original = np.stack([tone, tone], axis=1).astype(np.float32)
+    gain_db = 20 * np.log10(duck_gain(original, OUTPUT_RATE, depth_db=12.0))
+    def mean_db(a, b):
+        return float(np.mean(gain_db[int(a * OUTPUT_RATE) : int(b * OUTPUT_RATE)]))
+    speech = [mean_db(0.5, 1.6), mean_db(4.5, 5.6)]
+    gaps = [mean_db(3.0, 3.6), mean_db(7.0, 7.9)]  # before the pre-roll of the next tone
+    assert speech == pytest.approx([-12, -12], abs=0.5)
+    assert gaps == pytest.approx([0, 0], abs=0.5)
+    assert np.max(np.abs(np.diff(gain_db))) < 0.05  # smooth: no step in the gain anywhere
+
+    music = np.full((8 * RATE, 1), 0.05, np.float32)
+    mixed = combine(music, RATE, original, "duck", music_level_db=0.0, duck_depth_db=12.0)
+    only_music = mixed - original
+    assert rms_db(only_music[int(0.5 * OUTPUT_RATE) : int(1.6 * OUTPUT_RATE)]) == pytest.approx(rms_db(music) - 12, abs=0.6)
+    assert rms_db(only_music[int(3.0 * OUTPUT_RATE) : int(3.6 * OUTPUT_RATE)]) == pytest.approx(rms_db(music), abs=0.6)
+
+
+def test_resample_keeps_pitch_and_length():
+    t = np.arange(RATE) / RATE
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)[:, None]
+    out = resample(tone, RATE, OUTPUT_RATE)[:, 0]
+    assert len(out) == OUTPUT_RATE
+    spectrum = np.abs(np.fft.rfft(out))
+    assert np.argmax(spectrum) * OUTPUT_RATE / len(out) == pytest.approx(1000, abs=2)
+
+
+@needs_shared_media
+def test_read_original_folds_5_1_to_stereo_and_aligns_to_the_first_frame():
+    path = SHARED_MEDIA / "bigbuckbunny.mp4"
+    from scoretool.media.probe import probe
+
+    info = probe(str(path))
+    assert info.audio_channels == 6
+    audio = read_original(str(path), info.start_time, info.duration)
+    assert audio.shape == (round(info.duration * OUTPUT_RATE), 2)
+    assert -60 < rms_db(audio) < -20
+
+
+def test_mono_original_and_mix_mode_end_to_end(tiny_models, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", colours=("red", "blue"), seconds=2.0, audio=True)
+    settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]), original_audio="mix")
+    scoretool.score(str(src), str(tmp_path / "out.mp4"), settings, stems=str(tmp_path / "stems"))
+    assert video_packets_md5(tmp_path / "out.mp4") == video_packets_md5(src)
+    audio, video = audio_and_video_seconds(tmp_path / "out.mp4")
+    assert abs(audio - video) <= 1 / 24
+    names = sorted(p.name for p in (tmp_path / "stems").iterdir())
+    assert names == ["music.wav", "plan.json", "scene_01.wav", "scene_02.wav"]
+    music, rate = soundfile.read(tmp_path / "stems" / "music.wav")
+    assert len(music) == round(4.0 * rate)
+
+
+def test_loudness_and_true_peak_of_a_full_mix(tiny_models, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", colours=("red", "green", "blue"), seconds=2.5, audio=True)
+    settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]))
+    scoretool.score(str(src), str(tmp_path / "out.wav"), settings)
+    data, rate = soundfile.read(tmp_path / "out.wav", always_2d=True)
+    import pyloudnorm
+
+    assert pyloudnorm.Meter(rate).integrated_loudness(data) == pytest.approx(-14.0, abs=0.5)
+    assert true_peak_db(data.astype(np.float32), rate) <= -1.0
+
+
+def test_same_plan_and_seed_give_the_same_audio_bit_for_bit(tiny_models, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", colours=("red", "blue"), seconds=2.0)
+    settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]))
+    the_plan = scoretool.plan(str(src), settings)
+    scoretool.render(the_plan, str(tmp_path / "a.wav"))
+    scoretool.render(the_plan, str(tmp_path / "b.wav"))
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
