@@ -88,6 +88,7 @@ def record(section: dict, key: str, fn, report: Report):
     try:
         value = fn()
         section[key] = value
+        _free_cuda()
     except Skip as exc:
         section[key] = {"status": "skipped", "reason": str(exc)}
         say(f"  {key}: skipped ({exc})")

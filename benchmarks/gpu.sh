@@ -5,6 +5,7 @@
 # on an H100, bounded by --budget-s and a hard timeout. Results: $OUT/bench.json, $OUT/bench.log,
 # $OUT/env.txt (default OUT=./bench-out). Needs only torch + transformers + numpy (+ sentencepiece
 # for the tiny model's tokenizer); run from anywhere:  OUT=/tmp/out bash benchmarks/gpu.sh
+# BENCH_ARGS adds/overrides bench.py options (a CPU dry run: BENCH_ARGS="--quick --tokens 8 ...").
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/bench-out}"
@@ -22,7 +23,7 @@ cat "$OUT/env.txt"
 timeout -k 10 360 "$PY" -u benchmarks/bench.py \
   --out "$OUT/bench.json" --budget-s 310 --greedy-half-check \
   --music-models small,tiny --blip-models base,tiny \
-  --cache-dir "${TMPDIR:-/tmp}/scoretool-bench" 2>&1 | tee "$OUT/bench.log"
+  --cache-dir "${TMPDIR:-/tmp}/scoretool-bench" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
 status=${PIPESTATUS[0]}
 echo "bench.py exit status: $status" | tee -a "$OUT/bench.log"
 

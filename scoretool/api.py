@@ -15,7 +15,9 @@ from typing import TypeVar
 
 from .audio.assemble import assemble, clip_spans, normalize_loudness, plan_transitions, write_wav
 from .audio.original import OUTPUT_RATE, combine, read_original
+from . import overrides as overrides_mod
 from .bridge import BRIDGES, Answer, Bridge, load_bridge, resolve_bridge
+from .cache import Cache, key, model_identity
 from .caption import Captioner, load_captioner
 from .errors import InputError, PlanError
 from .media import frames as frames_mod
@@ -24,6 +26,7 @@ from .media.probe import MediaInfo, probe
 from .models import pick_device
 from .music import MusicGenerator, load_music_generator
 from .plans import Plan, Scene, Settings
+from .presets import apply_to_settings, ensure_style, get_preset, load_presets
 from .progress import Reporter
 
 
@@ -32,6 +35,7 @@ class Result:
     output: str
     plan: Plan
     timings: dict[str, float] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # hits and misses per kind: what was reused, what was made
 
     def summary(self) -> dict:
         """What `--json` prints: enough for a script to use the output and check the scenes."""
@@ -42,10 +46,12 @@ class Result:
             "bridge": self.plan.settings.bridge,
             "scenes": [
                 {"number": s.number, "start": s.start, "end": s.end, "caption": s.caption, "prompt": s.prompt,
-                 "prompt_source": s.prompt_source, "fallback_reason": s.fallback_reason, "seed": s.seed}
+                 "prompt_source": s.prompt_source, "fallback_reason": s.fallback_reason, "seed": s.seed,
+                 "preset": s.preset or self.plan.settings.preset}
                 for s in self.plan.scenes
             ],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "cache": self.cache,
         }
 
 
@@ -56,12 +62,20 @@ def plan(
     reporter: Reporter | None = None,
     captioner: Captioner | None = None,
     bridge: Bridge | None = None,
+    overrides: overrides_mod.Overrides | None = None,
+    cache: Cache | None = None,
 ) -> Plan:
-    """Find the scenes of a video (or take an image as one scene), caption them and write prompts."""
+    """Find the scenes of a video (or take an image as one scene), caption them and write prompts.
+
+    `overrides` (per-scene presets, prompts, seeds; see `scoretool.overrides`) are checked against
+    the scenes and the presets before any model is loaded.
+    """
     settings = settings or Settings()
     reporter = reporter or Reporter()
+    overrides = overrides or overrides_mod.Overrides()
     with reporter.stage("probe"):
         info = probe(input_path)
+    settings, presets = _with_presets(settings, overrides)
     if bridge is None:  # before any captioning: a missing key or a bad model id stops the run now
         bridge, settings = open_bridge(settings, reporter)
     elif settings.bridge == "auto" and bridge.name in BRIDGES:
@@ -73,25 +87,59 @@ def plan(
         for i, (s, e) in enumerate(bounds, start=1)
     ]
     scenes[-1].end = round(bounds[-1][1], 6)  # the soundtrack must end exactly where the video does
+    for scene in scenes:
+        scene.seed = settings.seed + scene.number - 1
+    overrides_mod.apply(scenes, overrides, presets)
     times = [t for s in scenes for t in s.frames]
     with reporter.stage("frames", total=len(times)) as advance:
         images = frames_mod.read_frames(input_path, times, info)
         advance(len(images))
-    if captioner is None:
+    def open_captioner() -> Captioner:
         with reporter.stage("load models"):
-            captioner = load_captioner(settings.caption_model, pick_device(settings.device))
+            return load_captioner(settings.caption_model, pick_device(settings.device))
+
     with reporter.stage("captions", total=len(images)) as advance:
-        captions = []
-        for i in range(0, len(images), captioner.batch_size):
-            captions += captioner.caption(images[i : i + captioner.batch_size])
-            advance(len(captions) - i)
+        captions = caption_images(images, captioner or open_captioner, settings.caption_model, cache, advance)
     per_scene = settings.frames_per_scene if info.kind == "video" else len(times)
     for n, scene in enumerate(scenes):
         scene.frame_captions = captions[n * per_scene : (n + 1) * per_scene]
-        scene.seed = settings.seed + scene.number - 1
     result = Plan(input=info.to_dict(), settings=settings, scenes=scenes)
-    write_prompts(result, bridge, reporter)
+    write_prompts(result, bridge, reporter, cache=cache)
     return result
+
+
+def _with_presets(settings: Settings, overrides: overrides_mod.Overrides) -> tuple[Settings, dict]:
+    """Load the presets, take a sidecar's video-wide preset and prompt where no option set them,
+    and let the video's preset fill in its generation settings. Unknown names fail here, early."""
+    presets = load_presets(settings.presets_dir)
+    settings = replace(settings, preset=settings.preset or overrides.preset, prompt=settings.prompt or overrides.prompt)
+    if settings.preset:
+        settings = apply_to_settings(settings, get_preset(settings.preset, presets))
+    return settings, presets
+
+
+def caption_images(
+    images: list, captioner: Captioner | Callable[[], Captioner], model: str, cache: Cache | None, advance: Callable[[int], None]
+) -> list[str]:
+    """Captions in batches; with a cache, a frame whose pixels were captioned before is not again.
+    `captioner` may be a function that loads one: it is called only if some frame needs it."""
+    model_key = model_identity(model)
+    keys = [key("caption", model_key, image.tobytes(), image.size) for image in images] if cache else []
+    captions: list[str | None] = [cache.get_json("caption", k) for k in keys] if cache else [None] * len(images)
+    advance(sum(c is not None for c in captions))
+    missing = [i for i, c in enumerate(captions) if c is None]
+    if not missing:
+        return captions
+    if not hasattr(captioner, "caption"):
+        captioner = captioner()
+    for b in range(0, len(missing), captioner.batch_size):
+        batch = missing[b : b + captioner.batch_size]
+        for i, text in zip(batch, captioner.caption([images[i] for i in batch])):
+            captions[i] = text
+            if cache:
+                cache.put_json("caption", keys[i], text)
+        advance(len(batch))
+    return captions
 
 
 def _scene_bounds(path: str, info: MediaInfo, settings: Settings) -> list[tuple[float, float]]:
@@ -123,7 +171,7 @@ def open_bridge(settings: Settings, reporter: Reporter) -> tuple[Bridge, Setting
     return bridge, settings
 
 
-def write_prompts(plan: Plan, bridge: Bridge | None = None, reporter: Reporter | None = None) -> None:
+def write_prompts(plan: Plan, bridge: Bridge | None = None, reporter: Reporter | None = None, cache: Cache | None = None) -> None:
     """Fill in each scene's caption and prompt where the plan has none yet (a person's edits stay).
 
     A scene that already has a prompt is never sent to the bridge again, and no bridge is even
@@ -159,8 +207,24 @@ def write_prompts(plan: Plan, bridge: Bridge | None = None, reporter: Reporter |
             if answer.reason:
                 reporter.note(f"video summary: {answer.reason}; used the offline bridge")
 
+        presets = load_presets(plan.settings.presets_dir) if plan.settings.preset or any(s.preset for s in todo) else {}
+
+        cacheable = cache is not None and bridge.name in ("anthropic", "local")  # offline is instant anyway
+
         def prompt(scene: Scene) -> Answer:
-            return bridge.music_prompt(scene.caption, summary=plan.video_summary, user_prompt=user_prompt, kind=kind)
+            name = scene.preset or plan.settings.preset
+            preset = get_preset(name, presets) if name else None
+            style = preset.terms() if preset else None
+            k = key("prompt", bridge.name, plan.settings.llm_model, scene.caption, plan.video_summary, user_prompt, style, kind)
+            cached = cache.get_json("prompt", k) if cacheable else None
+            if cached:
+                return Answer(**cached)
+            answer = bridge.music_prompt(scene.caption, summary=plan.video_summary, user_prompt=user_prompt, kind=kind, style=style)
+            if preset:
+                answer = replace(answer, text=ensure_style(answer.text, preset))
+            if cacheable and not answer.reason:  # a fallback is not worth keeping: the next run may do better
+                cache.put_json("prompt", k, {"text": answer.text, "source": answer.source})
+            return answer
 
         for scene, answer in _each(todo, prompt, workers):
             scene.prompt, scene.prompt_source = answer.text, answer.source
@@ -209,10 +273,12 @@ def render(
     reporter: Reporter | None = None,
     generator: MusicGenerator | None = None,
     stems: str | None = None,
+    cache: Cache | None = None,
 ) -> Result:
     """Generate each scene's music, mix the soundtrack and write `output` (a video or a .wav).
 
-    With `stems`, that folder also gets the music alone, one WAV per scene, and the plan.
+    With `stems`, that folder also gets the music alone, one WAV per scene, and the plan. With a
+    `cache`, a scene whose prompt, seed, length and model are unchanged is not generated again.
     """
     reporter = reporter or Reporter()
     the_plan = plan_or_path if isinstance(plan_or_path, Plan) else Plan.load(plan_or_path)
@@ -223,27 +289,58 @@ def render(
     check_output(info, output)
     if stems:
         os.makedirs(stems, exist_ok=True)
-    write_prompts(the_plan, None, reporter)  # loads the plan's bridge only if a scene lacks a prompt
-    if generator is None:
+    write_prompts(the_plan, None, reporter, cache=cache)  # loads the plan's bridge only if a scene lacks a prompt
+    device = pick_device(settings.device)
+    keys = clip_keys(the_plan, device) if cache else []
+    rate_key = key("rate", model_identity(settings.music_model))
+    cached = [cache.get_array("clip", k) for k in keys] if cache else [None] * len(the_plan.scenes)
+    rate = cache.get_json("rate", rate_key) if cache else None
+    if generator is None and (rate is None or any(c is None for c in cached)):
         with reporter.stage("load models"):
             generator = load_music_generator(
-                settings.music_model, pick_device(settings.device),
+                settings.music_model, device,
                 guidance_scale=settings.guidance_scale, temperature=settings.temperature, top_k=settings.top_k,
             )
-    clips = generate_clips(the_plan, generator, reporter)
-    write_output(the_plan, clips, generator.sample_rate, output, reporter, stems=stems)
-    return Result(output=output, plan=the_plan, timings=dict(reporter.timings))
+    clips = generate_clips(the_plan, generator, reporter, cached)
+    if generator is not None:
+        rate = generator.sample_rate
+    if cache:  # only the clips made now are new; the model's rate lets a fully cached render skip loading it
+        cache.put_json("rate", rate_key, rate)
+        for k, clip, before in zip(keys, clips, cached):
+            if before is None:
+                cache.put_array("clip", k, clip)
+    write_output(the_plan, clips, rate, output, reporter, stems=stems)
+    return Result(output=output, plan=the_plan, timings=dict(reporter.timings), cache=cache.stats() if cache else {})
 
 
-def generate_clips(the_plan: Plan, generator: MusicGenerator, reporter: Reporter) -> list:
-    """One clip per scene, each covering its scene plus its share of the transitions."""
+def clip_keys(the_plan: Plan, device: str) -> list[str]:
+    """What makes a scene's clip what it is: model, device, sampling settings, prompt, seed, length."""
+    s = the_plan.settings
+    spans = clip_spans([(sc.start, sc.end) for sc in the_plan.scenes], s.crossfade)
+    model = model_identity(s.music_model)
+    return [
+        key("clip", model, device, s.guidance_scale, s.temperature, s.top_k, sc.prompt, sc.seed, round(end - start, 6))
+        for sc, (start, end) in zip(the_plan.scenes, spans)
+    ]
+
+
+def generate_clips(the_plan: Plan, generator: MusicGenerator | None, reporter: Reporter, cached: list | None = None) -> list:
+    """One clip per scene, each covering its scene plus its share of the transitions. Scenes with a
+    clip in `cached` are taken from there; the rest are generated together."""
     spans = clip_spans([(s.start, s.end) for s in the_plan.scenes], the_plan.settings.crossfade)
     durations = [end - start for start, end in spans]
-    steps = generator.steps(durations) if hasattr(generator, "steps") else None
+    clips = list(cached) if cached else [None] * len(durations)
+    todo = [i for i, c in enumerate(clips) if c is None]
+    steps = generator.steps([durations[i] for i in todo]) if todo and hasattr(generator, "steps") else None
     with reporter.stage("music", total=steps) as advance:
-        return generator.generate(
-            [s.prompt for s in the_plan.scenes], durations, [s.seed for s in the_plan.scenes], on_step=advance
-        )
+        if todo:
+            made = generator.generate(
+                [the_plan.scenes[i].prompt for i in todo], [durations[i] for i in todo],
+                [the_plan.scenes[i].seed for i in todo], on_step=advance,
+            )
+            for i, clip in zip(todo, made):
+                clips[i] = clip
+    return clips
 
 
 def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: Reporter, stems: str | None = None) -> None:
@@ -313,14 +410,16 @@ def score(
     save_plan: str | None = None,
     stems: str | None = None,
     reporter: Reporter | None = None,
+    overrides: overrides_mod.Overrides | None = None,
+    cache: Cache | None = None,
 ) -> Result:
     """`plan` then `render`; with `save_plan`, the plan is kept for editing and re-rendering."""
     reporter = reporter or Reporter()
     check_output(probe(input_path), output)  # fail fast, before minutes of captioning
     if save_plan:
         check_plan_path(input_path, save_plan)
-    the_plan = plan(input_path, settings, reporter=reporter)
+    the_plan = plan(input_path, settings, reporter=reporter, overrides=overrides, cache=cache)
     if save_plan:
         the_plan.save(save_plan)
-    return render(the_plan, output, reporter=reporter, stems=stems)
+    return render(the_plan, output, reporter=reporter, stems=stems, cache=cache)
 

@@ -52,6 +52,8 @@ def analysis_options(f):
     """Options that shape the plan: shared by `score` and `plan`."""
     options = [
         click.option("--prompt", help="Your own brief for the music; it wins where it conflicts with the pictures."),
+        click.option("--preset", help="A style for the whole video (see `scoretool presets`); scenes may override it."),
+        click.option("--presets-dir", type=click.Path(file_okay=False), help="A folder of your own preset TOML files."),
         click.option("--bridge", type=click.Choice(BRIDGES), default=DEFAULTS.bridge, show_default=True,
                      help="How captions become music prompts: anthropic (Claude; needs ANTHROPIC_API_KEY), "
                           "local (a transformers chat model, see --llm-model), offline (a built-in lexicon, no "
@@ -106,6 +108,27 @@ output_options = [
 ]
 
 
+def scene_options(f):
+    """Per-scene overrides: on the command line, and from a sidecar or overrides file."""
+    f = click.option("--overrides", "overrides_file", type=click.Path(dir_okay=False),
+                     help="A TOML file of overrides (default: IN.scoretool.toml beside the input, if there is one).")(f)
+    return click.option("--scene", "scene_specs", multiple=True, metavar="SPEC",
+                        help="Override one scene: N=PRESET, N:prompt=TEXT, N:seed=S; N is the scene number (from 1) "
+                             "or a time in it (HH:MM:SS). Repeatable.")(f)
+
+
+def cache_options(f):
+    f = click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")(f)
+    return click.option("--cache-dir", type=click.Path(file_okay=False),
+                        help="Where captions, prompts and clips are cached (default: the user cache folder).")(f)
+
+
+def open_cache(cache_dir, no_cache):
+    from .cache import Cache
+
+    return Cache(cache_dir, enabled=not no_cache)
+
+
 def with_output_options(f):
     for option in reversed(output_options):
         f = option(f)
@@ -139,12 +162,16 @@ def finish(result: api.Result, quiet: bool, as_json: bool) -> None:
 @click.option("--save-plan", type=click.Path(), help="Also write the plan here, to edit and re-render later.")
 @click.option("--stems", type=click.Path(file_okay=False), help="Also write the music, one WAV per scene and the plan into this folder.")
 @analysis_options
+@scene_options
+@cache_options
 @with_output_options
-def score(input_path, output, save_plan, stems, quiet, as_json, **options):
+def score(input_path, output, save_plan, stems, scene_specs, overrides_file, cache_dir, no_cache, quiet, as_json, **options):
     """Score INPUT (a video or an image) and write OUTPUT."""
     settings = replace(DEFAULTS, **options)
     with reporting(quiet, as_json) as reporter:
-        result = api.score(input_path, output, settings, save_plan=save_plan, stems=stems, reporter=reporter)
+        overrides = gather_overrides(input_path, scene_specs, overrides_file)
+        result = api.score(input_path, output, settings, save_plan=save_plan, stems=stems, reporter=reporter,
+                           overrides=overrides, cache=open_cache(cache_dir, no_cache))
     finish(result, quiet, as_json)
 
 
@@ -152,13 +179,16 @@ def score(input_path, output, save_plan, stems, quiet, as_json, **options):
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True))
 @click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the plan (JSON).")
 @analysis_options
+@scene_options
+@cache_options
 @with_output_options
-def plan_command(input_path, output, quiet, as_json, **options):
+def plan_command(input_path, output, scene_specs, overrides_file, cache_dir, no_cache, quiet, as_json, **options):
     """Find scenes, caption them and write music prompts to an editable plan; no music yet."""
     settings = replace(DEFAULTS, **options)
     with reporting(quiet, as_json) as reporter:
         api.check_plan_path(input_path, output)
-        the_plan = api.plan(input_path, settings, reporter=reporter)
+        overrides = gather_overrides(input_path, scene_specs, overrides_file)
+        the_plan = api.plan(input_path, settings, reporter=reporter, overrides=overrides, cache=open_cache(cache_dir, no_cache))
         the_plan.save(output)
     if as_json:
         click.echo(json.dumps(the_plan.to_dict(), indent=2, ensure_ascii=False))
@@ -173,14 +203,19 @@ def plan_command(input_path, output, quiet, as_json, **options):
               help="Output video (.mp4 .mov .m4v .mkv .webm) or music only (.wav).")
 @click.option("--device", help="Override the plan's device (auto, cpu, cuda, mps).")
 @click.option("--stems", type=click.Path(file_okay=False), help="Also write the music, one WAV per scene and the plan into this folder.")
+@cache_options
 @with_output_options
-def render(plan_path, output, device, stems, quiet, as_json):
-    """Render a plan written by `scoretool plan` (or `score --save-plan`), honouring your edits."""
+def render(plan_path, output, device, stems, cache_dir, no_cache, quiet, as_json):
+    """Render a plan written by `scoretool plan` (or `score --save-plan`), honouring your edits.
+
+    Scenes whose prompt, seed and length are unchanged come from the cache: editing one scene
+    regenerates that scene only.
+    """
     the_plan = Plan.load(plan_path)
     if device:
         the_plan.settings.device = device
     with reporting(quiet, as_json) as reporter:
-        result = api.render(the_plan, output, reporter=reporter, stems=stems)
+        result = api.render(the_plan, output, reporter=reporter, stems=stems, cache=open_cache(cache_dir, no_cache))
     finish(result, quiet, as_json)
 
 
@@ -343,15 +378,22 @@ def cache_clear(cache_dir):
     click.echo(f"cleared {freed / 1e6:.1f} MB")
 
 
+def gather_overrides(input_path, scene_specs, overrides_file):
+    from .overrides import gather
+
+    return gather(input_path, tuple(scene_specs), overrides_file)
+
+
 def print_scenes(the_plan: Plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{the_plan.input['path']}: {len(the_plan.scenes)} scene(s)", show_lines=True)
-    for column in ("#", "start", "end", "caption", "prompt", "from"):
+    for column in ("#", "start", "end", "caption", "prompt", "preset", "from"):
         table.add_column(column, overflow="fold")
     for s in the_plan.scenes:
-        table.add_row(str(s.number), f"{s.start:.2f}", f"{s.end:.2f}", s.caption or "", s.prompt or "", s.prompt_source or "")
+        table.add_row(str(s.number), f"{s.start:.2f}", f"{s.end:.2f}", s.caption or "", s.prompt or "",
+                      s.preset or the_plan.settings.preset or "", s.prompt_source or "")
     Console(stderr=True).print(table)
 
 

@@ -149,3 +149,25 @@ def scene_for(override: Override, bounds: list[tuple[float, float]]) -> int:
         if start <= override.time < stop:
             return i
     raise OverrideError(f"{override.describe()}: past the end of the video ({end:.2f} s)")
+
+
+def apply(scenes, overrides: Overrides, presets: dict) -> None:
+    """Set each addressed scene's preset, prompt or seed; later overrides win over earlier ones.
+
+    A prompt given here is the user's own: the bridge never rewrites it (`prompt_source` "user").
+    """
+    from .presets import get_preset
+
+    bounds = [(s.start, s.end) for s in scenes]
+    for override in overrides.scenes:
+        scene = scenes[scene_for(override, bounds) - 1]
+        if override.field == "preset":
+            try:
+                get_preset(override.value, presets)
+            except ScoreToolError as exc:
+                raise OverrideError(f"{override.describe()}: {exc}") from None
+            scene.preset = override.value
+        elif override.field == "prompt":
+            scene.prompt, scene.prompt_source = override.value, "user"
+        else:
+            scene.seed = override.value

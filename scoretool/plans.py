@@ -26,6 +26,8 @@ class Settings:
     bridge: str = "auto"  # auto (anthropic if ANTHROPIC_API_KEY is set, else offline) | anthropic | local | offline | none
     device: str = "auto"
     seed: int = 0
+    preset: str | None = None  # a style for the whole video (`scoretool presets`)
+    presets_dir: str | None = None  # the user's own presets, besides the built-in ones
     prompt: str | None = None  # the user's global prompt: wins over what the pictures suggest
     min_scene: float = 2.0
     max_scene: float = 30.0
@@ -67,6 +69,7 @@ class Scene:
     prompt_source: str | None = None  # "anthropic", "local", "offline", "none", "offline-fallback", "user"...
     fallback_reason: str | None = None  # why a bridge step of this scene fell back to the offline bridge
     seed: int | None = None
+    preset: str | None = None  # this scene's own style, over the video's
 
     @property
     def duration(self) -> float:

@@ -136,8 +136,10 @@ class OfflineBridge:
             instruments.append(next(i for i in rest if i not in instruments))
 
         taken = set(words(user))
+        if "minor" in taken or "major" in taken:  # the user's or preset's mode wins over the picture's
+            key = minor if "minor" in taken else major
         parts = [user] if user else []
-        if not taken & GENRE_WORDS:
+        if not style and not taken & GENRE_WORDS:  # a preset always names its genre: don't add a second
             parts.append(f"{_join(moods)} {genre}")
         elif not user:
             parts.append(_join(moods))
