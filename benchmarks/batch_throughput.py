@@ -60,7 +60,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="scoretool-bench-"))
     models = make_tiny(work / "tiny")
-    model_args = ["--caption-model", str(models["blip"]), "--music-model", str(models["musicgen"]), "-q"]
+    # No cache: each way must compute everything (the cache would serve the second from the first).
+    model_args = ["--caption-model", str(models["blip"]), "--music-model", str(models["musicgen"]), "-q", "--no-cache"]
     inputs = clips(work / "in")
     print(f"{len(inputs)} clips: {', '.join(p.name for p in inputs)}; cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
@@ -79,6 +80,7 @@ def main() -> None:
     if options.ray:
         ray_bin = Path(sys.executable).parent / "ray"
         temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # for the cluster and the driver alike (a local throwaway cluster)
         head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--port", "0", "--num-cpus", "2",
                                  "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -404,6 +404,7 @@ def music_part(args, section: dict, report: Report, budget: Budget) -> None:
                 t, audio = timed(fast_run, device, reps=reps)
                 t["first_call_s"] = t_first["min_s"]
                 t["audio_finite"] = bool(torch.isfinite(audio).all())
+                t["sdpa_backends"] = list(f.sdpa_backends)
                 # where the time goes: the decode loop alone, then EnCodec on the whole batch
                 ids, mask = inputs["input_ids"], inputs["attention_mask"]
                 t_codes, codes = timed(lambda: f.generate_codes(ids, mask, tokens, seeds=seeds), device, reps=reps)

@@ -318,10 +318,14 @@ def clip_keys(the_plan: Plan, device: str) -> list[str]:
     s = the_plan.settings
     spans = clip_spans([(sc.start, sc.end) for sc in the_plan.scenes], s.crossfade)
     model = model_identity(s.music_model)
-    return [
-        key("clip", model, device, s.guidance_scale, s.temperature, s.top_k, sc.prompt, sc.seed, round(end - start, 6))
-        for sc, (start, end) in zip(the_plan.scenes, spans)
-    ]
+    keys, previous = [], None
+    for sc, (start, end) in zip(the_plan.scenes, spans):
+        k = key("clip", model, device, s.guidance_scale, s.temperature, s.top_k, sc.prompt, sc.seed, round(end - start, 6))
+        if s.transition == "continue":  # a continued clip also depends on everything before it
+            k = key(k, previous, round(start, 6))
+        keys.append(k)
+        previous = k
+    return keys
 
 
 def generate_clips(the_plan: Plan, generator: MusicGenerator | None, reporter: Reporter, cached: list | None = None) -> list:
@@ -333,7 +337,9 @@ def generate_clips(the_plan: Plan, generator: MusicGenerator | None, reporter: R
     todo = [i for i, c in enumerate(clips) if c is None]
     steps = generator.steps([durations[i] for i in todo]) if todo and hasattr(generator, "steps") else None
     with reporter.stage("music", total=steps) as advance:
-        if todo:
+        if todo and the_plan.settings.transition == "continue":
+            _continue_clips(the_plan, generator, clips, spans, advance)
+        elif todo:
             made = generator.generate(
                 [the_plan.scenes[i].prompt for i in todo], [durations[i] for i in todo],
                 [the_plan.scenes[i].seed for i in todo], on_step=advance,
@@ -341,6 +347,22 @@ def generate_clips(the_plan: Plan, generator: MusicGenerator | None, reporter: R
             for i, clip in zip(todo, made):
                 clips[i] = clip
     return clips
+
+
+def _continue_clips(the_plan: Plan, generator: MusicGenerator, clips: list, spans, advance) -> None:
+    """`--transition continue`: each scene's music carries on from the previous scene's, heard up
+    to where their crossfade begins, with the new scene's prompt. One scene after another."""
+    scenes = the_plan.scenes
+    for i, scene in enumerate(scenes):
+        if clips[i] is not None:
+            continue
+        start, end = spans[i]
+        if i == 0:
+            (clips[0],) = generator.generate([scene.prompt], [end - start], [scene.seed], on_step=advance)
+            continue
+        previous = clips[i - 1][: round((start - spans[i - 1][0]) * generator.sample_rate)]
+        joined = generator.continue_from(scene.prompt, previous, end - start, scene.seed, on_step=advance)
+        clips[i] = joined[len(previous) :]
 
 
 def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: Reporter, stems: str | None = None) -> None:

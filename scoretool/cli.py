@@ -69,8 +69,9 @@ def analysis_options(f):
         click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Base seed; scene N uses seed+N-1."),
         click.option("--min-scene", type=click.FloatRange(0.5, 60), default=DEFAULTS.min_scene, show_default=True,
                      help="Merge scenes shorter than this many seconds into a neighbour."),
-        click.option("--max-scene", type=click.FloatRange(4, 30), default=DEFAULTS.max_scene, show_default=True,
-                     help="Split scenes longer than this many seconds (MusicGen's window is 30 s)."),
+        click.option("--max-scene", type=click.FloatRange(4, 600), default=DEFAULTS.max_scene, show_default=True,
+                     help="Split scenes longer than this many seconds. Music past MusicGen's 30 s window is "
+                          "generated in windows, each hearing the last 10 s of the one before."),
         click.option("--detector", type=click.Choice(["content", "adaptive"]), default=DEFAULTS.detector, show_default=True,
                      help="PySceneDetect detector."),
         click.option("--threshold", type=float, help="Detector threshold (default: the detector's own)."),
@@ -80,8 +81,11 @@ def analysis_options(f):
                      show_default=True, help="Length in seconds of the music for an image input."),
         click.option("--crossfade", type=click.FloatRange(0, 10), default=DEFAULTS.crossfade, show_default=True,
                      help="Seconds of equal-power crossfade across each cut."),
-        click.option("--transition", type=click.Choice(["crossfade", "cut"]), default=DEFAULTS.transition, show_default=True,
-                     help="crossfade: equal-power, moved onto the outgoing music's beat near the cut; cut: a hard change."),
+        click.option("--transition", type=click.Choice(["crossfade", "cut", "continue"]), default=DEFAULTS.transition,
+                     show_default=True,
+                     help="crossfade: equal-power, moved onto the outgoing music's beat near the cut; cut: a hard "
+                          "change; continue: each scene's music carries on from the previous scene's (flows best, "
+                          "but scenes are generated one after another: slower)."),
         click.option("--original-audio", type=click.Choice(["auto", "replace", "mix", "duck"]), default=DEFAULTS.original_audio,
                      show_default=True, help="The input's own sound: auto ducks under it when there is one, else replace."),
         click.option("--music-level", type=click.FloatRange(-40, 20), default=DEFAULTS.music_level, show_default=True,
@@ -239,10 +243,15 @@ def render(plan_path, output, device, stems, cache_dir, no_cache, quiet, as_json
                    "started on this machine; what a bare --ray means) or local (start one in this process). "
                    "Put a bare --ray after IN_DIR.")
 @analysis_options
+@cache_options
 @with_output_options
 @click.pass_context
-def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, report_path, ray_address, quiet, as_json, **options):
+def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, report_path, ray_address, cache_dir, no_cache,
+          quiet, as_json, **options):
     """Score every video in IN_DIR (photos too, with --images) into OUT_DIR.
+
+    Each clip gets the options below, then its own sidecar (clip.scoretool.toml beside it: a
+    preset, a prompt, per-scene overrides), as `scoretool score` would give it.
 
     Resumable: OUT_DIR/.scoretool-batch.json records each clip's state; run the same command
     again after an interruption and finished clips are skipped (their outputs checked against
@@ -272,8 +281,13 @@ def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, repo
     try:
         report = batch_mod.run_batch(
             in_dir, out_dir, settings, recursive=recursive, globs=globs, images=images, fmt=fmt, jobs=jobs,
-            force=force, ray=ray_address, display=display,
+            force=force, ray=ray_address, display=display, cache_dir=cache_dir, use_cache=not no_cache,
         )
+    except ScoreToolError as exc:
+        if not batch_mod.clips_in_flight():
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        batch_mod.exit_now(batch_mod.EXIT_FATAL)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if report_path:
@@ -290,6 +304,8 @@ def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, repo
     if report.interrupted:
         click.echo(f"interrupted: {report.counts['done']} clip(s) scored this time; run the same command again to resume",
                    err=True)
+    if batch_mod.clips_in_flight():  # interrupted mid-clip: don't let their native code see Python shut down
+        batch_mod.exit_now(report.exit_code)
     ctx.exit(report.exit_code)
 
 

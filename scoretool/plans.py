@@ -30,7 +30,7 @@ class Settings:
     presets_dir: str | None = None  # the user's own presets, besides the built-in ones
     prompt: str | None = None  # the user's global prompt: wins over what the pictures suggest
     min_scene: float = 2.0
-    max_scene: float = 30.0
+    max_scene: float = 90.0
     detector: str = "content"
     threshold: float | None = None
     frames_per_scene: int = 3

@@ -133,3 +133,39 @@ def test_same_plan_and_seed_give_the_same_audio_bit_for_bit(tiny_models, tmp_pat
     scoretool.render(the_plan, str(tmp_path / "a.wav"))
     scoretool.render(the_plan, str(tmp_path / "b.wav"))
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+def test_a_75_second_scene_is_generated_in_windows_to_the_sample(tiny_models):
+    from scoretool.music import load_music_generator
+
+    gen = load_music_generator(str(tiny_models["musicgen"]), "cpu")
+    steps = []
+    short, long = gen.generate(["bright plucks", "slow ambient pads"], [3.0, 75.0], [1, 2], on_step=steps.append)
+    assert gen.windows(75.0) == 4  # 30 s, then 20 s of new music per window hearing the last 10 s
+    assert long.shape == (75 * RATE, 1) and short.shape == (3 * RATE, 1)
+    assert sum(steps) == gen.steps([3.0, 75.0])
+    # Every window has music in it: no silent or repeated stretch.
+    seconds = long[: 75 * RATE, 0].reshape(75, RATE)
+    assert np.all(np.sqrt(np.mean(seconds**2, axis=1)) > 1e-3)
+    assert not np.allclose(long[40 * RATE : 45 * RATE], long[10 * RATE : 15 * RATE])
+    (alone,) = gen.generate(["slow ambient pads"], [75.0], [2])
+    assert np.allclose(alone, long, atol=1e-4)  # same seed: the same piece, batch or not
+
+
+def test_continue_transition_carries_each_scene_on_from_the_last(tiny_models, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", colours=("red", "green", "blue"), seconds=2.5)
+    settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]), transition="continue")
+    result = scoretool.score(str(src), str(tmp_path / "out.mp4"), settings, stems=str(tmp_path / "stems"))
+    assert video_packets_md5(tmp_path / "out.mp4") == video_packets_md5(src)
+    lengths = [soundfile.info(tmp_path / "stems" / f"scene_{n:02d}.wav").frames for n in (1, 2, 3)]
+    spans = clip_spans([(s.start, s.end) for s in result.plan.scenes], settings.crossfade)
+    assert lengths == [round((e - s) * RATE) for s, e in spans]
+
+
+def test_buckets_group_similar_lengths_and_everything_on_a_gpu():
+    from scoretool.music.musicgen import buckets
+
+    durations = [12.0, 3.0, 11.0, 2.5, 30.0, 10.0]
+    assert buckets(durations, 8, 0.6) == [[4], [0, 2, 5], [1, 3]]
+    assert buckets(durations, 8, 0.0) == [[4, 0, 2, 5, 1, 3]]
+    assert buckets(durations, 2, 0.0) == [[4, 0], [2, 5], [1, 3]]

@@ -26,7 +26,8 @@ def _half_fade(bounds, a: int, b: int, crossfade: float) -> float:
     return min(crossfade, shortest) / 2
 
 
-TRANSITIONS = ("crossfade", "cut")  # "continue" needs the generator's help, not the mixer's
+# "continue" is generated differently (each scene carries on from the last) and mixed as a crossfade.
+TRANSITIONS = ("crossfade", "cut", "continue")
 DECLICK = 0.01  # seconds: the tiny fade a hard cut still needs, so it does not click
 
 

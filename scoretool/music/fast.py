@@ -12,8 +12,9 @@ whatever the batch or dtype). This module decodes with the model's own weights b
   transformers path (`musicgen.SeededSampler`) uses the same noise, so both draw the same tokens;
 - the delay pattern of the codebooks as tensor ops (a table of which positions are real tokens);
 - on CUDA: the single-token step captured in CUDA graphs (one per attention-length bucket, so early
-  steps don't attend over the whole cache), half precision for the decoder (cuDNN's SDPA kept out: it
-  is the slow path for these shapes), EnCodec kept in fp32 and decoding the whole batch at once.
+  steps don't attend over the whole cache), half precision for the decoder with cuDNN attention (fast
+  for the graph's fixed shapes; it is only slow for generate's ever-changing ones), EnCodec kept in fp32
+  and decoding the whole batch at once.
 
 On the CPU the same loop runs eagerly and, by default, op for op as transformers computes it, so greedy
 decoding gives exactly `generate`'s tokens. `FastMusicgen(static=True, fused=True, graphs=False)` runs the
@@ -263,6 +264,10 @@ class FastMusicgen:
     fewer kernels; default on CUDA (off on CPU, where the loop follows transformers op for op).
     `graphs`: capture the static step in CUDA graphs (CUDA only). `dtype`: the decoder's dtype (default fp16
     on CUDA, fp32 elsewhere); the text encoder and EnCodec stay in the model's own dtype.
+    Tuning knobs for the GPU (see benchmarks/gpu_probe.py): `bucket` (attention-length bucket of the
+    graphs), `attention` ("sdpa", or "matmul": explicit matmul/softmax), `sdpa_backends` (CUDA only;
+    default cuDNN, then memory-efficient, then math), `blas` (CUDA only: torch's preferred BLAS library
+    while decoding), `weights_kn`, `gelu_epilogue` (half only: tanh GELU in fc1's matmul).
     """
 
     def __init__(
@@ -275,6 +280,11 @@ class FastMusicgen:
         fused: bool | None = None,
         graphs: bool | None = None,
         bucket: int = DEFAULT_BUCKET,
+        attention: str = "sdpa",
+        sdpa_backends: tuple[str, ...] | None = None,
+        blas: str | None = None,
+        weights_kn: bool = False,
+        gelu_epilogue: bool = False,
     ):
         reason = unsupported_reason(model)
         if reason:
@@ -290,7 +300,20 @@ class FastMusicgen:
         self.fused = bool(cuda if fused is None else fused)
         if bucket % CACHE_ROUND:
             raise ValueError(f"bucket must be a multiple of {CACHE_ROUND}")
+        if attention not in ("sdpa", "matmul"):
+            raise ValueError("attention must be 'sdpa' or 'matmul'")
         self.bucket = bucket
+        self.attention = attention
+        if sdpa_backends is None:
+            # Measured on an H100 (benchmarks/gpu_probe.py): for the graphed single-token step in half
+            # precision cuDNN's attention is the fastest (1.63 vs 2.02 ms a step with the CUTLASS
+            # memory-efficient kernel). It is generate's slow path only because generate's shapes change
+            # every step. fp32 isn't a cuDNN dtype and falls through to the memory-efficient kernel.
+            sdpa_backends = ("cudnn", "efficient", "math") if self.dtype != torch.float32 else ("flash", "efficient", "math")
+        self.sdpa_backends = tuple(sdpa_backends)
+        self.blas = blas
+        # (in, out) weight layout for the fused path's matmuls: a different cuBLAS kernel choice
+        self.kn = bool(weights_kn) and self.fused
 
         cfg = model.config.decoder
         gen = model.generation_config
@@ -331,13 +354,21 @@ class FastMusicgen:
                     entry.qkv = torch.cat([entry.q, entry.k, entry.v]).contiguous()
                     # the separate ones are then only needed by the unfused path
                     entry.q = entry.k = entry.v = None
+                if self.kn:
+                    for name in ("qkv", "o", "cq", "co", "fc1", "fc2"):
+                        setattr(entry, name, getattr(entry, name).t().contiguous())
                 self.layers.append(entry)
             self.final_ln = ln(decoder.layer_norm)
             self.embed = [w(e.weight) for e in decoder.embed_tokens]
             self.heads = [w(h.weight) for h in model.decoder.lm_heads]
             self.heads_stacked = torch.stack(self.heads).contiguous() if self.fused else None
+            if self.kn:
+                self.heads_stacked = self.heads_stacked.transpose(1, 2).contiguous()  # (K, hidden, vocab)
             self.positions = w(decoder.embed_positions.weights)
             self._position_module = decoder.embed_positions
+        # GELU fused into fc1's matmul (cuBLASLt epilogue; tanh approximation, so half precision only)
+        self.gelu_epilogue = bool(gelu_epilogue) and self.fused and self.dtype != torch.float32
+        self._zero_ffn = torch.zeros(cfg.ffn_dim, device=dev, dtype=dt) if self.gelu_epilogue else None
         self._states: OrderedDict = OrderedDict()
         self._pool = None
 
@@ -366,8 +397,9 @@ class FastMusicgen:
         if do_sample and (seeds is None or len(seeds) != batch):
             raise ValueError("sampling needs one seed per batch item")
         cfg = guidance_scale is not None and guidance_scale > 1
+        with torch.inference_mode():
+            enc, enc_mask = self._encode(input_ids, attention_mask, cfg)  # transformers' own attention choices
         with torch.inference_mode(), self._sdpa_backends():
-            enc, enc_mask = self._encode(input_ids, attention_mask, cfg)
             noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
             settings = (cfg, float(guidance_scale or 1.0), bool(do_sample), float(temperature), int(top_k))
             if self.static:
@@ -410,16 +442,26 @@ class FastMusicgen:
 
     # ------------------------------------------------------------------ pieces
 
+    @contextlib.contextmanager
     def _sdpa_backends(self):
-        """On CUDA keep SDPA off cuDNN (4-5x slower for these shapes in half precision)."""
+        """On CUDA: the SDPA backends to try (`sdpa_backends`) and the preferred BLAS library if one was
+        asked for; both restored afterwards."""
         if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        try:
-            from torch.nn.attention import SDPBackend, sdpa_kernel
+            yield
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
 
-            return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
-        except Exception:  # pragma: no cover - old torch
-            return contextlib.nullcontext()
+                names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH", "cudnn": "CUDNN_ATTENTION"}
+                stack.enter_context(sdpa_kernel([getattr(SDPBackend, names[b]) for b in self.sdpa_backends]))
+            except (ImportError, AttributeError):  # pragma: no cover - old torch
+                pass
+            if self.blas:
+                previous = torch.backends.cuda.preferred_blas_library()
+                torch.backends.cuda.preferred_blas_library(self.blas)
+                stack.callback(torch.backends.cuda.preferred_blas_library, previous)
+            yield
 
     def _encode(self, input_ids, attention_mask, cfg: bool):
         """Text encoder output and mask as `generate` builds them: with CFG, a zero half and an all-zero mask."""
@@ -443,6 +485,26 @@ class FastMusicgen:
         k = F.linear(enc, layer.ck).view(rows, length, self.H, self.hd).transpose(1, 2)
         v = F.linear(enc, layer.cv).view(rows, length, self.H, self.hd).transpose(1, 2)
         return k, v
+
+    def _lin(self, h, w):
+        return torch.mm(h, w) if self.kn else F.linear(h, w)
+
+    def _residual(self, x, a, w):
+        """x + a @ w.T; fused: in the matmul's epilogue (one kernel)."""
+        if not self.fused:
+            return x + F.linear(a, w)
+        return torch.addmm(x, a, w if self.kn else w.t())
+
+    def _attend(self, q, k, v, bias):
+        """Attention of one query per row and head: q (rows, heads, 1, hd), k/v (rows, heads, len, hd)."""
+        if self.attention == "sdpa":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=0.0, scale=self.scaling)
+        scores = torch.matmul(q * self.scaling, k.transpose(-1, -2)).float()
+        if bias is not None and bias.dtype == torch.bool:  # finite, so fully masked rows give 0, not nan
+            scores = scores.masked_fill(~bias, torch.finfo(scores.dtype).min)
+        elif bias is not None:
+            scores = scores + bias
+        return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
 
     @staticmethod
     def _ln(x, norm):
@@ -471,7 +533,7 @@ class FastMusicgen:
             cache = kv[i]  # (2, rows, heads, cache_len, head_dim)
             h = self._ln(x, layer.ln1)
             if self.fused:
-                qkv = F.linear(h, layer.qkv)
+                qkv = self._lin(h, layer.qkv)
                 q = qkv[:, :D].view(R, 1, H, hd).transpose(1, 2)
                 new_kv = qkv[:, D:].view(R, 2, H, hd).permute(1, 0, 2, 3).unsqueeze(3)
             else:
@@ -480,26 +542,26 @@ class FastMusicgen:
                 v = F.linear(h, layer.v).view(R, 1, H, hd).transpose(1, 2)
                 new_kv = torch.stack([k, v])
             cache.index_copy_(3, pos, new_kv)
-            a = F.scaled_dot_product_attention(
-                q, cache[0, :, :, :kv_len], cache[1, :, :, :kv_len], attn_mask=self_bias, dropout_p=0.0, scale=self.scaling
-            )
+            a = self._attend(q, cache[0, :, :, :kv_len], cache[1, :, :, :kv_len], self_bias)
             a = a.transpose(1, 2).reshape(R, D)
-            x = torch.addmm(x, a, layer.o.t()) if self.fused else x + F.linear(a, layer.o)
+            x = self._residual(x, a, layer.o)
 
             h = self._ln(x, layer.ln2)
-            q = F.linear(h, layer.cq).view(R, 1, H, hd).transpose(1, 2)
-            a = F.scaled_dot_product_attention(
-                q, cross_k[i], cross_v[i], attn_mask=cross_mask, dropout_p=0.0, scale=self.scaling
-            )
+            q = self._lin(h, layer.cq).view(R, 1, H, hd).transpose(1, 2)
+            a = self._attend(q, cross_k[i], cross_v[i], cross_mask)
             a = a.transpose(1, 2).reshape(R, D)
-            x = torch.addmm(x, a, layer.co.t()) if self.fused else x + F.linear(a, layer.co)
+            x = self._residual(x, a, layer.co)
 
             h = self._ln(x, layer.ln3)
-            h = self.act(F.linear(h, layer.fc1))
-            x = torch.addmm(x, h, layer.fc2.t()) if self.fused else x + F.linear(h, layer.fc2)
+            if self.gelu_epilogue:
+                h = torch._addmm_activation(self._zero_ffn, h, layer.fc1 if self.kn else layer.fc1.t(), use_gelu=True)
+            else:
+                h = self.act(self._lin(h, layer.fc1))
+            x = self._residual(x, h, layer.fc2)
         h = self._ln(x, self.final_ln)
         if self.fused:
-            return torch.matmul(h.unsqueeze(0), self.heads_stacked.transpose(1, 2)).transpose(0, 1)
+            heads = self.heads_stacked if self.kn else self.heads_stacked.transpose(1, 2)
+            return torch.matmul(h.unsqueeze(0), heads).transpose(0, 1)
         return torch.stack([F.linear(h, head) for head in self.heads], dim=1)
 
     def _pick(self, logits, batch, settings, noise):
@@ -585,6 +647,18 @@ class FastMusicgen:
         st.pos.add_(1)
 
     def _run_static(self, enc, enc_mask, batch, new_tokens, settings, noise, on_step):
+        st, positions, buckets = self._prepare_static(enc, enc_mask, batch, new_tokens, settings, noise)
+        runners = {kv_len: self._runner(st, kv_len, settings, positions) for kv_len in buckets}
+        for s in range(new_tokens):
+            runners[buckets[s // self.bucket]]()
+            if on_step:
+                on_step(1)
+        if bool(st.bad.item()):
+            raise NonFiniteLogits(f"non-finite logits in {self.dtype} decoding")
+        return st.out[:, :, :new_tokens]
+
+    def _prepare_static(self, enc, enc_mask, batch, new_tokens, settings, noise):
+        """Fill the static buffers for this batch; returns (state, position table, kv length of each bucket)."""
         rows, text_len, _ = enc.shape
         sampled = settings[2]
         st = self._state(batch, rows, text_len, new_tokens, sampled)
@@ -599,7 +673,7 @@ class FastMusicgen:
         # Conditional rows: 0 where the prompt has a token, -inf on padding. Unconditional rows (CFG) attend
         # with bias 0 over all-zero keys/values: their output is 0, exactly what transformers' fully masked
         # rows give.
-        bias = torch.zeros((rows, text_len + (st.text_len - text_len)), device=self.device, dtype=self.dtype)
+        bias = torch.zeros((rows, st.text_len), device=self.device, dtype=self.dtype)
         bias[:batch, :text_len].masked_fill_(~enc_mask[:batch].bool(), float("-inf"))
         bias[:batch, text_len:] = float("-inf")
         st.cross_bias.copy_(bias.view(rows, 1, 1, -1))
@@ -612,14 +686,7 @@ class FastMusicgen:
         st.out.zero_()
 
         buckets = [min(self.bucket * (s // self.bucket + 1), st.cache_len) for s in range(0, new_tokens, self.bucket)]
-        runners = {kv_len: self._runner(st, kv_len, settings, positions) for kv_len in buckets}
-        for s in range(new_tokens):
-            runners[buckets[s // self.bucket]]()
-            if on_step:
-                on_step(1)
-        if bool(st.bad.item()):
-            raise NonFiniteLogits(f"non-finite logits in {self.dtype} decoding")
-        return st.out[:, :, :new_tokens]
+        return st, positions, buckets
 
     def _runner(self, st: _State, kv_len: int, settings, positions) -> Callable[[], None]:
         if not self.graphs:

@@ -20,7 +20,26 @@ import numpy as np
 
 from .. import models
 
+WINDOW = 30.0  # seconds: MusicGen's trained context
+CONTEXT = 10.0  # seconds of the previous window a new window hears (20 s of new music per window)
+SEAM = 0.05  # seconds of crossfade where a continuation joins what came before
 MAX_BATCH = 8
+# EnCodec's decoder looks ahead a few frames (about 75 ms): every clip is generated this much past
+# its end and trimmed, so its audio is the same whether a longer clip shared its batch or not.
+LOOKAHEAD = 0.16
+CPU_MIN_FILL = 0.6  # on a CPU, a scene joins a batch only if it is at least this fraction of its longest
+
+
+def buckets(durations: list[float], max_batch: int, min_fill: float) -> list[list[int]]:
+    """Group clip indices into `generate` calls, longest first: each call generates to its longest
+    member, so a member shorter than `min_fill` of that starts a call of its own."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(durations)), key=lambda i: -durations[i]):
+        if groups and len(groups[-1]) < max_batch and durations[i] >= min_fill * durations[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 log = logging.getLogger("scoretool")
 
 
@@ -135,6 +154,9 @@ class MusicGenGenerator:
         # The delay pattern delays each channel's codebooks 0..K-1 steps (stereo interleaves two channels).
         self.delay_codebooks = self.num_codebooks // channels if self.num_codebooks % channels == 0 else self.num_codebooks
         self._torch = torch
+        # On a GPU a longer batch costs about what one clip does (the loop is launch-bound), so any
+        # scenes share a call; on a CPU the cost grows with batch x length, so only similar lengths do.
+        self.min_fill = 0.0 if str(device).startswith("cuda") else CPU_MIN_FILL
         self.fast = None
         self.fallback_reason: str | None = None
         env = _env_use_fast()
@@ -177,23 +199,68 @@ class MusicGenGenerator:
 
     def steps(self, durations: list[float]) -> int:
         """Decoding steps `generate` will take for these durations (for progress bars)."""
-        order = sorted(durations, reverse=True)
-        return sum(self.new_tokens(order[i]) for i in range(0, len(order), MAX_BATCH))
+        first = [min(d, WINDOW) for d in durations]
+        steps = sum(self.new_tokens(first[b[0]] + LOOKAHEAD) for b in buckets(first, MAX_BATCH, self.min_fill))
+        for d in durations:  # windows past the first, one clip at a time
+            left = d - WINDOW
+            while left > 1e-9:
+                steps += self.new_tokens(min(WINDOW - CONTEXT, left))
+                left -= WINDOW - CONTEXT
+        return steps
 
     # ------------------------------------------------------------------ generation
 
     def generate(self, prompts, durations, seeds, on_step=None) -> list[np.ndarray]:
         if not (len(prompts) == len(durations) == len(seeds)):
             raise ValueError("prompts, durations and seeds must have the same length")
-        # Longest first, so each batch generates to a length close to all of its members'.
-        order = sorted(range(len(prompts)), key=lambda i: -durations[i])
+        # Longest first, so each batch generates to a length close to all of its members'. A clip
+        # longer than MusicGen's window starts as one window here and is extended below.
+        first = [min(d, WINDOW) for d in durations]
         clips: dict[int, np.ndarray] = {}
-        for b in range(0, len(order), MAX_BATCH):
-            batch = order[b : b + MAX_BATCH]
-            audio = self._generate_batch([prompts[i] for i in batch], durations[batch[0]], [seeds[i] for i in batch], on_step)
+        for batch in buckets(first, MAX_BATCH, self.min_fill):
+            longest = first[batch[0]] + LOOKAHEAD
+            audio = self._generate_batch([prompts[i] for i in batch], longest, [seeds[i] for i in batch], on_step)
             for row, i in enumerate(batch):
-                clips[i] = audio[row, :, : round(durations[i] * self.sample_rate)].T.copy()
+                clips[i] = audio[row, :, : round(first[i] * self.sample_rate)].T.copy()
+        for i, duration in enumerate(durations):
+            if duration > WINDOW:
+                clips[i] = self._extend(prompts[i], clips[i], duration, seeds[i], on_step)
         return [clips[i] for i in range(len(prompts))]
+
+    def windows(self, duration: float) -> int:
+        """How many `generate` windows a clip of `duration` seconds takes."""
+        return 1 + max(0, math.ceil((duration - WINDOW - 1e-9) / (WINDOW - CONTEXT)))
+
+    def _extend(self, prompt: str, audio: np.ndarray, duration: float, seed: int, on_step) -> np.ndarray:
+        """Grow a clip past the window: each new window is conditioned on the last CONTEXT seconds
+        (as audiocraft's `extend_stride` does), so a long scene is one piece, not loops."""
+        target = round(duration * self.sample_rate)
+        window = 1
+        while len(audio) < target:
+            need = min(WINDOW - CONTEXT, (target - len(audio)) / self.sample_rate)
+            audio = self.continue_from(prompt, audio, need, seed + 1000 * window, on_step)
+            window += 1
+        return audio[:target]
+
+    def continue_from(self, prompt: str, audio: np.ndarray, duration: float, seed: int, on_step=None) -> np.ndarray:
+        """`audio` followed by `duration` more seconds that continue it, steered by `prompt`.
+
+        MusicGen hears the last CONTEXT seconds (EnCodec codes as the decoder's prefix) and goes on
+        from there. transformers' `generate` does this (the fast loop has no audio prompt yet).
+        """
+        hop = round(self.sample_rate / self.frame_rate)
+        context_len = min(len(audio), round(CONTEXT * self.sample_rate)) // hop * hop
+        context = audio[len(audio) - context_len :]
+        inputs = self.processor(
+            text=[prompt], audio=[context[:, 0]], sampling_rate=self.sample_rate, padding=True, return_tensors="pt"
+        ).to(self.device)
+        out = self._hf_batch(inputs, self.new_tokens(duration), [seed], on_step)[0].T
+        # The codec's rendering of the context leads the output: join on it with a short crossfade.
+        seam = min(round(SEAM * self.sample_rate), context_len)
+        fade = np.linspace(0.0, 1.0, seam, dtype=np.float32)[:, None]
+        joined = audio[len(audio) - seam :] * (1 - fade) + out[context_len - seam : context_len] * fade
+        new = out[context_len : context_len + round(duration * self.sample_rate)]
+        return np.concatenate([audio[: len(audio) - seam], joined, new]).astype(np.float32)
 
     def _generate_batch(self, prompts, longest, seeds, on_step) -> np.ndarray:
         inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
