@@ -93,6 +93,7 @@ def main() -> None:
         finally:
             head.terminate()
             head.wait(60)
+            shutil.rmtree(temp, ignore_errors=True)
     total_single, total_batch = sum(one_by_one), sum(batched)
     report = json.loads((work / "batch0.json").read_text())
     print(json.dumps({
