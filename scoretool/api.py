@@ -94,12 +94,12 @@ def plan(
     with reporter.stage("frames", total=len(times)) as advance:
         images = frames_mod.read_frames(input_path, times, info)
         advance(len(images))
-    def open_captioner() -> Captioner:
+    keys, captions = cached_captions(images, settings.caption_model, cache)
+    if captioner is None and None in captions:  # every frame captioned before: no model to load
         with reporter.stage("load models"):
-            return load_captioner(settings.caption_model, pick_device(settings.device))
-
+            captioner = load_captioner(settings.caption_model, pick_device(settings.device))
     with reporter.stage("captions", total=len(images)) as advance:
-        captions = caption_images(images, captioner or open_captioner, settings.caption_model, cache, advance)
+        captions = caption_images(images, captioner, captions, keys, cache, advance)
     per_scene = settings.frames_per_scene if info.kind == "video" else len(times)
     for n, scene in enumerate(scenes):
         scene.frame_captions = captions[n * per_scene : (n + 1) * per_scene]
@@ -118,21 +118,23 @@ def _with_presets(settings: Settings, overrides: overrides_mod.Overrides) -> tup
     return settings, presets
 
 
-def caption_images(
-    images: list, captioner: Captioner | Callable[[], Captioner], model: str, cache: Cache | None, advance: Callable[[int], None]
-) -> list[str]:
-    """Captions in batches; with a cache, a frame whose pixels were captioned before is not again.
-    `captioner` may be a function that loads one: it is called only if some frame needs it."""
+def cached_captions(images: list, model: str, cache: Cache | None) -> tuple[list[str], list[str | None]]:
+    """Each frame's cache key (by its pixels and the model) and its caption where one is cached."""
+    if cache is None:
+        return [], [None] * len(images)
     model_key = model_identity(model)
-    keys = [key("caption", model_key, image.tobytes(), image.size) for image in images] if cache else []
-    captions: list[str | None] = [cache.get_json("caption", k) for k in keys] if cache else [None] * len(images)
+    keys = [key("caption", model_key, image.tobytes(), image.size) for image in images]
+    return keys, [cache.get_json("caption", k) for k in keys]
+
+
+def caption_images(
+    images: list, captioner: Captioner | None, captions: list, keys: list, cache: Cache | None, advance: Callable[[int], None]
+) -> list[str]:
+    """Caption, in batches, the frames that have no caption yet; new captions go to the cache."""
+    captions = list(captions)
     advance(sum(c is not None for c in captions))
     missing = [i for i, c in enumerate(captions) if c is None]
-    if not missing:
-        return captions
-    if not hasattr(captioner, "caption"):
-        captioner = captioner()
-    for b in range(0, len(missing), captioner.batch_size):
+    for b in range(0, len(missing), captioner.batch_size if missing else 1):
         batch = missing[b : b + captioner.batch_size]
         for i, text in zip(batch, captioner.caption([images[i] for i in batch])):
             captions[i] = text
