@@ -16,7 +16,7 @@ from .bridge.local_llm import DEFAULT_MODEL as LOCAL_DEFAULT
 from .errors import ScoreToolError
 from .models import ALIASES
 from .plans import Plan, Settings
-from .progress import Reporter, RichReporter
+from .progress import LineReporter, Reporter, RichReporter
 
 DEFAULTS = Settings()
 
@@ -142,8 +142,13 @@ def with_output_options(f):
 @contextmanager
 def reporting(quiet: bool, as_json: bool):
     """A live progress display when a person is watching, silence otherwise."""
-    if quiet or as_json or not sys.stderr.isatty():
+    if quiet or as_json:
         yield Reporter()
+        return
+    if not sys.stderr.isatty():
+        reporter = LineReporter()
+        yield reporter
+        reporter.close()  # not reached on an error
         return
     reporter = RichReporter()
     try:

@@ -40,6 +40,24 @@ class Reporter:
         pass
 
 
+class LineReporter(Reporter):
+    """No bars (stderr is a log, not a terminal), but the remarks a person should see, one a line,
+    printed when the run has succeeded (a failure stays the one line that says why)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def close(self) -> None:
+        import sys
+
+        for message in self.notes:
+            print(message, file=sys.stderr, flush=True)
+
+
 class RichReporter(Reporter):
     """One progress line per stage, on stderr, so stdout stays clean for `--json`."""
 
