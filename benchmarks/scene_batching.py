@@ -1,6 +1,7 @@
 """Scenes generated together (bucketed `generate` calls) vs one call per scene, in one run.
 
     .venv/bin/python benchmarks/scene_batching.py [--model DIR] [--device cpu] [--out FILE.json]
+    .venv/bin/python benchmarks/scene_batching.py --small --scale 0.08   # real-size shape, few tokens
 
 Without --model it builds the tiny test model. Prints the number of generate calls and the wall
 time of each way, and their ratio; the clips must match (a clip depends only on its prompt,
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SCENES = [  # a 60 s video's scenes (seconds, with their crossfade overlap)
     ("calm piano under a grey sky", 12.5),
@@ -33,9 +35,33 @@ SCENES = [  # a 60 s video's scenes (seconds, with their crossfade overlap)
 ]
 
 
+def save_small_shape(tiny: str) -> str:
+    """musicgen-small's architecture with random weights, beside the tiny model's processor (its
+    token ids fit the bigger vocabulary), as an ordinary model folder."""
+    import shutil
+
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    from bench import _generation_config, small_config
+
+    folder = Path(tempfile.mkdtemp()) / "musicgen-small-shape"
+    torch.manual_seed(0)
+    config = small_config()
+    model = MusicgenForConditionalGeneration(config)
+    model.generation_config = _generation_config(config.decoder.vocab_size)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json"):
+        shutil.copy(Path(tiny) / name, folder / name)
+    return str(folder)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a MusicGen folder or id (default: build the tiny test model)")
+    parser.add_argument("--small", action="store_true",
+                        help="musicgen-small's shape with random weights (saved to a temp folder), scenes scaled by --scale")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every scene's length (e.g. 0.08 for --small on a CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
@@ -47,6 +73,8 @@ def main() -> int:
         from scoretool.testing import make_tiny_musicgen
 
         model = str(make_tiny_musicgen(Path(tempfile.mkdtemp()) / "musicgen"))
+        if args.small:
+            model = save_small_shape(model)
     gen = MusicGenGenerator(model, args.device)
     calls = [0]
     inner = gen._generate_batch
@@ -56,7 +84,7 @@ def main() -> int:
         return inner(*a, **k)
 
     gen._generate_batch = counted
-    prompts, durations = [p for p, _ in SCENES], [d for _, d in SCENES]
+    prompts, durations = [p for p, _ in SCENES], [d * args.scale for _, d in SCENES]
     seeds = list(range(len(SCENES)))
     gen.generate(prompts[:1], [1.0], [0])  # warm-up
 
