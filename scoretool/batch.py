@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
+from . import overrides as overrides_mod
 from .errors import ScoreToolError
 from .media.mux import OUTPUT_KINDS, write_atomic
 from .media.probe import IMAGE_EXTENSIONS
@@ -229,7 +230,6 @@ def output_settings(settings: Settings) -> dict:
 def settings_digest(clip: Clip, settings: Settings) -> str:
     """Changes when anything that shapes this clip's output changes: the settings, the clip's
     sidecar (`clip.scoretool.toml`) or a preset either of them names (a user preset file edited)."""
-    from . import overrides as overrides_mod
 
     h = hashlib.sha256(json.dumps(output_settings(settings), sort_keys=True).encode())
     names = {settings.preset}
@@ -789,7 +789,7 @@ def score_clip(clip: Clip, settings: Settings, engine: Engine, reporter: Reporte
     with reporter.stage("probe"):
         info = probe(clip.src)
     api.check_output(info, out)  # a codec the container can't take fails now, before any model work
-    overrides = gather_overrides(clip.src)  # the clip's sidecar, checked against its scenes in plan()
+    overrides = overrides_mod.gather(clip.src)  # the clip's sidecar, checked against its scenes in plan()
     bridge, settings = engine.bridge(settings, reporter)
     the_plan = api.plan(clip.src, settings, reporter=reporter, captioner=engine.captioner(settings), bridge=bridge,
                         overrides=overrides, cache=engine.cache)
@@ -813,12 +813,6 @@ def score_clip(clip: Clip, settings: Settings, engine: Engine, reporter: Reporte
         "seconds": round(time.perf_counter() - started, 3),
         "timings": {k: round(v, 3) for k, v in reporter.timings.items()},
     }
-
-
-def gather_overrides(src: str):
-    from .overrides import gather
-
-    return gather(src)
 
 
 def failure(exc: BaseException, seconds: float | None = None) -> dict:

@@ -14,6 +14,7 @@ from .bridge import BRIDGES
 from .bridge.anthropic_llm import DEFAULT_MODEL as ANTHROPIC_DEFAULT
 from .bridge.local_llm import DEFAULT_MODEL as LOCAL_DEFAULT
 from .errors import ScoreToolError
+from .overrides import gather
 from .models import ALIASES
 from .plans import Plan, Settings
 from .progress import LineReporter, Reporter, RichReporter
@@ -178,7 +179,7 @@ def score(input_path, output, save_plan, stems, scene_specs, overrides_file, cac
     """Score INPUT (a video or an image) and write OUTPUT."""
     settings = replace(DEFAULTS, **options)
     with reporting(quiet, as_json) as reporter:
-        overrides = gather_overrides(input_path, scene_specs, overrides_file)
+        overrides = gather(input_path, tuple(scene_specs), overrides_file)
         result = api.score(input_path, output, settings, save_plan=save_plan, stems=stems, reporter=reporter,
                            overrides=overrides, cache=open_cache(cache_dir, no_cache))
     finish(result, quiet, as_json)
@@ -196,7 +197,7 @@ def plan_command(input_path, output, scene_specs, overrides_file, cache_dir, no_
     settings = replace(DEFAULTS, **options)
     with reporting(quiet, as_json) as reporter:
         api.check_plan_path(input_path, output)
-        overrides = gather_overrides(input_path, scene_specs, overrides_file)
+        overrides = gather(input_path, tuple(scene_specs), overrides_file)
         the_plan = api.plan(input_path, settings, reporter=reporter, overrides=overrides, cache=open_cache(cache_dir, no_cache))
         the_plan.save(output)
     if as_json:
@@ -397,12 +398,6 @@ def cache_clear(cache_dir):
 
     freed = Cache(cache_dir).clear()
     click.echo(f"cleared {freed / 1e6:.1f} MB")
-
-
-def gather_overrides(input_path, scene_specs, overrides_file):
-    from .overrides import gather
-
-    return gather(input_path, tuple(scene_specs), overrides_file)
 
 
 def print_scenes(the_plan: Plan) -> None:
