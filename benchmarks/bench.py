@@ -679,9 +679,10 @@ def analysis_part(args, section: dict, report: Report, budget: Budget) -> None:
     except Exception as exc:
         raise Skip(f"no ffmpeg ({exc})") from None
     try:
-        from scoretool.media import frames as frames_mod
-        from scoretool.media import scenes as scenes_mod
+        from scoretool.api import analyse as analyse_video
         from scoretool.media.probe import probe
+        from scoretool.plans import Settings
+        from scoretool.progress import Reporter
     except Exception as exc:
         raise Skip(f"scoretool.media cannot be imported here ({type(exc).__name__}: {exc})") from None
     for module in ("scenedetect", "av"):
@@ -708,15 +709,14 @@ def analysis_part(args, section: dict, report: Report, budget: Budget) -> None:
     stages = {}
 
     def analyse():
+        """What `scoretool plan` does before captioning: probe, then one decode for scenes and frames."""
         t = time.perf_counter()
         info = probe(str(clip))
         t1 = time.perf_counter()
-        spans = scenes_mod.plan_scenes(str(clip), info)
-        t2 = time.perf_counter()
-        times = [x for s, e in spans for x in frames_mod.frame_times(s, e, 3)]
-        images = frames_mod.read_frames(str(clip), times, info)
-        t3 = time.perf_counter()
-        stages.update(probe_s=t1 - t, scenes_s=t2 - t1, frames_s=t3 - t2, scenes=len(spans), frames=len(images))
+        reporter = Reporter()
+        scenes, images = analyse_video(str(clip), info, Settings(), reporter)
+        stages.update(probe_s=t1 - t, scenes_s=reporter.timings["scenes"], frames_s=reporter.timings["frames"],
+                      scenes=len(scenes), frames=len(images))  # fmt: skip
 
     budget.need(seconds * 1.5, "analysis timing")
     say("analysis: ffmpeg decode vs probe + scenes + frames (interleaved)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -22,6 +23,7 @@ from .caption import Captioner, load_captioner
 from .errors import InputError, PlanError
 from .media import frames as frames_mod
 from .media import mux, scenes as scenes_mod
+from .media.decode import AnalysisPass
 from .media.probe import MediaInfo, probe
 from .models import pick_device
 from .music import MusicGenerator, load_music_generator
@@ -80,32 +82,42 @@ def plan(
         bridge, settings = open_bridge(settings, reporter)
     elif settings.bridge == "auto" and bridge.name in BRIDGES:
         settings = replace(settings, bridge=bridge.name)
-    with reporter.stage("scenes"):
-        bounds = _scene_bounds(input_path, info, settings)
-    scenes = [
-        Scene(number=i, start=round(s, 3), end=round(e, 3), frames=[round(t, 3) for t in frames_mod.frame_times(s, e, settings.frames_per_scene)])
-        for i, (s, e) in enumerate(bounds, start=1)
-    ]
-    scenes[-1].end = round(bounds[-1][1], 6)  # the soundtrack must end exactly where the video does
-    for scene in scenes:
-        scene.seed = settings.seed + scene.number - 1
+    scenes, images = analyse(input_path, info, settings, reporter)
     overrides_mod.apply(scenes, overrides, presets)
-    times = [t for s in scenes for t in s.frames]
-    with reporter.stage("frames", total=len(times)) as advance:
-        images = frames_mod.read_frames(input_path, times, info)
-        advance(len(images))
     keys, captions = cached_captions(images, settings.caption_model, cache)
     if captioner is None and None in captions:  # every frame captioned before: no model to load
         with reporter.stage("load models"):
             captioner = load_captioner(settings.caption_model, pick_device(settings.device))
     with reporter.stage("captions", total=len(images)) as advance:
         captions = caption_images(images, captioner, captions, keys, cache, advance)
-    per_scene = settings.frames_per_scene if info.kind == "video" else len(times)
+    per_scene = settings.frames_per_scene
     for n, scene in enumerate(scenes):
         scene.frame_captions = captions[n * per_scene : (n + 1) * per_scene]
     result = Plan(input=info.to_dict(), settings=settings, scenes=scenes)
     write_prompts(result, bridge, reporter, cache=cache)
     return result
+
+
+def analyse(input_path: str, info: MediaInfo, settings: Settings, reporter: Reporter) -> tuple[list[Scene], list]:
+    """The scenes of a video (bounds and seeds) and the frames to caption, scene by scene, from
+    one decode of it; an image is one scene."""
+    with ExitStack() as stack:
+        decoded = stack.enter_context(AnalysisPass(input_path, info)) if info.kind == "video" else None
+        with reporter.stage("scenes", total=decoded and decoded.frame_count) as advance:
+            if decoded:
+                decoded.on_frame = advance
+            bounds = _scene_bounds(decoded, info, settings)
+        scenes = [Scene(number=i, start=round(s, 3), end=round(e, 3)) for i, (s, e) in enumerate(bounds, start=1)]
+        scenes[-1].end = round(bounds[-1][1], 6)  # the soundtrack must end exactly where the video does
+        images = []
+        with reporter.stage("frames", total=len(scenes) * settings.frames_per_scene) as advance:
+            for scene, span in zip(scenes, bounds):
+                taken = frames_mod.scene_frames(decoded or input_path, span, settings.frames_per_scene)
+                scene.frames = [round(t, 3) for t, _image in taken]  # the times really captioned
+                scene.seed = settings.seed + scene.number - 1
+                images += [image for _t, image in taken]
+                advance(len(taken))
+    return scenes, images
 
 
 def _with_presets(settings: Settings, overrides: overrides_mod.Overrides) -> tuple[Settings, dict]:
@@ -144,13 +156,12 @@ def caption_images(
     return captions
 
 
-def _scene_bounds(path: str, info: MediaInfo, settings: Settings) -> list[tuple[float, float]]:
-    if info.kind == "image":
+def _scene_bounds(decoded: AnalysisPass | None, info: MediaInfo, settings: Settings) -> list[tuple[float, float]]:
+    """An image is one scene; a video's scenes come from the cuts in its analysis pass."""
+    if decoded is None:
         return [(0.0, settings.image_duration)]
-    return scenes_mod.plan_scenes(
-        path, info, min_scene=settings.min_scene, max_scene=settings.max_scene,
-        detector=settings.detector, threshold=settings.threshold,
-    )
+    cuts = scenes_mod.cuts_in(decoded.video, detector=settings.detector, threshold=settings.threshold)
+    return scenes_mod.plan_scenes(cuts, info.duration, min_scene=settings.min_scene, max_scene=settings.max_scene)
 
 
 def open_bridge(settings: Settings, reporter: Reporter) -> tuple[Bridge, Settings]:

@@ -23,9 +23,10 @@ from scoretool.errors import InputError, OutputError, ScoreToolError
 from scoretool.media import frames as frames_mod
 from scoretool.media import mux
 from scoretool.media.ffmpeg import ffmpeg_exe, run_ffmpeg
-from scoretool.media.frames import frame_times, read_frames
+from scoretool.media.decode import AnalysisPass
+from scoretool.media.frames import frame_times, scene_frames
 from scoretool.media.probe import MediaInfo, probe
-from scoretool.media.scenes import detect_cuts, merge_short, plan_scenes, spans_from_cuts, split_long
+from scoretool.media.scenes import cuts_in, detect_cuts, merge_short, plan_scenes, spans_from_cuts, split_long
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MEDIA = Path(os.environ.get("SCORETOOL_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
@@ -190,8 +191,12 @@ def test_probe_truncated_webm(tmp_path):
     half.write_bytes(WEBM.read_bytes()[:600_000])
     with av.open(str(half)) as c:
         frames = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
-    assert probe(half).duration == pytest.approx(frames / 24, abs=0.002)
-    assert len(read_frames(str(half), [0.0, 29.0], probe(half))) == 2
+    info = probe(half)
+    assert info.duration == pytest.approx(frames / 24, abs=0.002)
+    with AnalysisPass(str(half), info) as decoded:  # the whole of what is there decodes
+        assert_cuts(cuts_in(decoded.video), [11.792])
+        last_time, _image = decoded.frame_near(29.0)
+    assert last_time == pytest.approx(info.duration, abs=0.3)
 
 
 def test_mediainfo_round_trip(synth):
@@ -262,9 +267,9 @@ def test_cuts_synthetic_relative_to_first_frame(synth):
 @needs_media
 def test_plan_scenes_shared():
     # 0.875 s first shot is too short for music: it joins the bridge shot.
-    spans = plan_scenes(str(TEARS), probe(TEARS), min_scene=2.0)
+    spans = plan_scenes(detect_cuts(str(TEARS)), probe(TEARS).duration, min_scene=2.0)
     assert [(round(a, 2), round(b, 2)) for a, b in spans] == [(0.0, 2.71), (2.71, 7.71), (7.71, 10.0)]
-    spans = plan_scenes(str(WEBM), probe(WEBM), min_scene=2.0, max_scene=10.0)
+    spans = plan_scenes(detect_cuts(str(WEBM)), probe(WEBM).duration, min_scene=2.0, max_scene=10.0)
     # The 11.79 s first shot is split into two equal parts; the other three are kept.
     assert [round(b, 2) for _, b in spans] == [5.9, 11.79, 15.67, 22.96, 30.0]
 
@@ -342,67 +347,127 @@ def all_frames(path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
 
 
-@pytest.fixture
-def no_decord(monkeypatch):
-    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now raises ImportError
+def read_to_end(decoded: AnalysisPass) -> int:
+    n = 0
+    while decoded.video.read() is not False:
+        n += 1
+    return n
 
 
-@pytest.mark.parametrize("reader", ["decord", "pyav"])
 @pytest.mark.parametrize("name", ["cuts.mp4", "offset.mkv"])
-def test_read_frames_picks_the_nearest_frame(synth, request, reader, name):
-    if reader == "pyav":
-        request.getfixturevalue("no_decord")
+def test_analysis_pass_keeps_a_grid_of_the_right_frames(synth, name):
+    """Every frame goes to detection; every 6th (4 a second at 24 fps) is kept for captioning,
+    and a kept frame is the decoded frame at its time (JPEG-close, closer than any other)."""
     path = synth[name]
-    info = probe(path)
     expected = all_frames(path)  # 144 frames, index i shown at i/24 s after the first
-    times = [0.0, 0.01, 1.0, 2.0 + 0.4 / 24, 3.5, 5.99, 6.0, 99.0, -1.0]
-    want = [0, 0, 24, 48, 84, 143, 143, 143, 0]
-    images = read_frames(str(path), times, info)
-    assert len(images) == len(times)
-    for image, index in zip(images, want):
-        assert image.mode == "RGB" and image.size == (160, 96)
-        assert np.array_equal(np.asarray(image), expected[index]), index
+    with AnalysisPass(str(path), probe(path)) as decoded:
+        assert read_to_end(decoded) == 144
+        assert decoded.video.frame_size == (160, 96)  # under 256 px: not enlarged
+        assert decoded.grid_times() == pytest.approx([k * 0.25 for k in range(24)])
+        for t, index in [(0.0, 0), (1.1, 24), (2.0 + 0.4 / 24, 48), (5.99, 138), (99.0, 138), (-1.0, 0)]:
+            taken, image = decoded.frame_near(t)
+            assert taken == pytest.approx(index / 24)
+            assert image.mode == "RGB" and image.size == (160, 96)
+            errors = [np.abs(np.asarray(image, np.int16) - frame).mean() for frame in expected]
+            assert int(np.argmin(errors)) == index, (t, errors)
+            assert np.median(np.abs(np.asarray(image, np.int16) - expected[index])) <= 2
+
+
+def test_frame_near_stays_inside_the_scene(synth):
+    with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"])) as decoded:
+        read_to_end(decoded)
+        # 2.0-3.5 s is flat red: the nearest kept frame to 1.9 s outside the span is at 2.0 s.
+        taken, image = decoded.frame_near(1.9, (2.0, 3.5))
+        assert taken == 2.0 and np.asarray(image)[48, 80, 0] > 200
+        assert decoded.frame_near(3.6, (2.0, 3.5))[0] == 3.25
+        # A scene between two kept frames: the nearest one overall.
+        assert decoded.frame_near(2.1, (2.05, 2.15))[0] == 2.0
+
+
+def test_scene_frames_records_the_times_taken(synth):
+    with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"])) as decoded:
+        read_to_end(decoded)
+        taken = scene_frames(decoded, (2.0, 6.0), 3)  # wanted 2.8, 4.0, 5.2
+    assert [t for t, _ in taken] == [2.75, 4.0, 5.25]
+    assert all(image.size == (160, 96) for _, image in taken)
+
+
+def test_analysis_pass_scales_frames_and_caps_the_grid(tmp_path):
+    """1080p: detection sees 256 x 144, captioning 854 x 480. A long video keeps at most
+    GRID_MAX_FRAMES frames: here a 4 s clip limited to 2 frames a second."""
+    clip = tmp_path / "hd.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=1920x1080:r=30:d=4", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", clip)
+    with AnalysisPass(str(clip), probe(clip), grid_fps=2) as decoded:
+        assert read_to_end(decoded) == 120
+        assert decoded.video.frame_size == (256, 144)
+        assert len(decoded.grid_times()) == 8
+        assert decoded.frame_near(1.0)[1].size == (854, 480)
+
+
+def test_analysis_pass_shows_frames_as_displayed(synth, tmp_path):
+    """A phone video stored landscape with a 90 degree display rotation is captioned upright."""
+    rotated = tmp_path / "rotated.mp4"
+    try:
+        ffmpeg("-display_rotation", "90", "-i", synth["cuts.mp4"], "-c", "copy", rotated)
+    except subprocess.CalledProcessError:
+        pytest.skip("this ffmpeg has no -display_rotation")
+    with AnalysisPass(str(rotated), probe(rotated)) as decoded:
+        read_to_end(decoded)
+        assert decoded.video.frame_size == (96, 160)
+        assert decoded.frame_near(0.0)[1].size == (96, 160)
+
+
+def test_analysis_pass_timing_of_a_variable_frame_rate_video(tmp_path):
+    """1 s of red at 5 fps, then 1 s of blue at 30 fps: the cut is at 1.0 s, not at frame 5 of
+    the average rate (17.5 fps: 0.29 s)."""
+    vfr = tmp_path / "vfr.mkv"
+    ffmpeg("-filter_complex", "color=c=red:s=64x64:r=5:d=1[a];color=c=blue:s=64x64:r=30:d=1[b];[a][b]concat=n=2:v=1:a=0[v]",
+           "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", vfr)
+    info = probe(vfr)
+    with AnalysisPass(str(vfr), info) as decoded:
+        cuts = cuts_in(decoded.video)
+        assert len(cuts) == 1 and abs(cuts[0] - 1.0) <= 1.5 / info.fps, (cuts, info.fps)
+        assert np.asarray(decoded.frame_near(0.5)[1])[32, 32, 0] > 200  # red
+        assert np.asarray(decoded.frame_near(1.5)[1])[32, 32, 2] > 200  # blue
+
+
+def test_analysis_pass_reads_av1(synth):
+    with AnalysisPass(str(synth["av1.mkv"]), probe(synth["av1.mkv"])) as decoded:
+        assert read_to_end(decoded) == 5
+        taken, image = decoded.frame_near(0.25)
+    assert taken == pytest.approx(0.2) and image.size == (64, 64)
+    assert np.median(np.abs(np.asarray(image, np.int16) - all_frames(synth["av1.mkv"])[2])) <= 2
+
+
+def test_analysis_pass_on_an_undecodable_file_is_an_input_error(synth):
+    info = probe(synth["cuts.mp4"])  # a video's description, but the file is text
+    with pytest.raises(InputError, match="No video frame could be decoded") as caught:
+        with AnalysisPass(str(synth["text.mp4"]), info) as decoded:
+            read_to_end(decoded)
+    assert "\n" not in str(caught.value)
+
+
+def test_analysis_pass_cleans_up_its_frames(synth):
+    with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"])) as decoded:
+        folder = Path(decoded._folder)
+        decoded.video.read()  # stopped early: ffmpeg is stopped and the folder still goes
+        assert folder.is_dir()
+    assert not folder.exists()
 
 
 @needs_media
-def test_read_frames_shared_decord_and_fallback_agree(monkeypatch):
-    info = probe(WEBM)
-    times = [t for span in [(0.0, 11.792), (22.958, 30.0)] for t in frame_times(*span)]
-    first = read_frames(str(WEBM), times, info)
-    assert len(first) == 6 and all(i.mode == "RGB" and i.size == (1280, 720) for i in first)
-
-    def broken(*_args):
-        raise RuntimeError("decord failed")
-
-    monkeypatch.setattr(frames_mod, "_read_decord", broken)
-    second = read_frames(str(WEBM), times, info)
-    assert [np.asarray(i).tobytes() == np.asarray(j).tobytes() for i, j in zip(first, second)] == [True] * 6
-
-
-def test_read_frames_av1_falls_back_to_pyav(synth, monkeypatch):
-    """decord's bundled ffmpeg 4.1 has no AV1 decoder: PyAV reads those frames."""
-    calls = []
-    original = frames_mod._read_pyav
-    monkeypatch.setattr(frames_mod, "_read_pyav", lambda *a: calls.append(1) or original(*a))
-    info = probe(synth["av1.mkv"])
-    assert info.video_codec == "av1"
-    images = read_frames(str(synth["av1.mkv"]), [0.0, 0.25], info)
-    assert calls and [i.size for i in images] == [(64, 64)] * 2
-    assert np.array_equal(np.asarray(images[1]), all_frames(synth["av1.mkv"])[2])
-
-
-@needs_media
-def test_read_frames_image():
-    info = probe(CHELSEA)
-    images = read_frames(str(CHELSEA), [0.0, 1.0, 2.0], info)
-    assert len(images) == 3 and len({id(i) for i in images}) == 3
+def test_scene_frames_image():
+    frames = scene_frames(str(CHELSEA), (0.0, 5.0), 3)
+    assert [t for t, _ in frames] == pytest.approx([1.0, 2.5, 4.0])
+    images = [i for _, i in frames]
+    assert len({id(i) for i in images}) == 3
     assert all(i.mode == "RGB" and i.size == (451, 300) for i in images)
 
 
-def test_read_frames_image_transposed_and_flattened(synth):
-    rotated = read_frames(str(synth["rotated.jpg"]), [0.0], probe(synth["rotated.jpg"]))[0]
+def test_scene_frames_image_transposed_and_flattened(synth):
+    rotated = scene_frames(str(synth["rotated.jpg"]), (0.0, 1.0), 1)[0][1]
     assert rotated.size == (20, 40) and rotated.mode == "RGB"
-    flat = read_frames(str(synth["alpha.png"]), [0.0], probe(synth["alpha.png"]))[0]
+    flat = scene_frames(str(synth["alpha.png"]), (0.0, 1.0), 1)[0][1]
     assert flat.mode == "RGB" and flat.getpixel((0, 0)) == (0, 128, 0)  # half-transparent green on black
 
 

@@ -176,7 +176,7 @@ def still_video(image_path: str, audio_wav: str, output_path: str, duration: flo
     H.264 (or VP9 for .webm) in yuv420p, so the picture is cropped to even dimensions (by at most
     one pixel) and shrunk if it is beyond what H.264 allows.
     """
-    from scoretool.media.frames import _load_image
+    from scoretool.media.frames import load_image
 
     if duration <= 0:
         raise ValueError("duration must be positive")
@@ -194,7 +194,7 @@ def still_video(image_path: str, audio_wav: str, output_path: str, duration: flo
     with tempfile.TemporaryDirectory(prefix="scoretool-still-") as work:
         # Pillow reads more kinds of image than ffmpeg and applies the EXIF rotation.
         png = os.path.join(work, "still.png")
-        _load_image(image_path).save(png, compress_level=1)
+        load_image(image_path).save(png, compress_level=1)
 
         def write(tmp: str) -> None:
             run_ffmpeg([

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
-from scoretool.errors import InputError
 from scoretool.media.probe import MediaInfo
 
 Span = tuple[float, float]
@@ -27,13 +25,26 @@ def detect_cuts(
     *,
     detector: str = "content",
     threshold: float | None = None,
-    downscale: int | None = None,
+    downscale: float | None = None,
+    info: MediaInfo | None = None,
 ) -> list[float]:
     """Times (s) at which a new shot starts, in order; [] for a one-shot video.
 
+    `downscale` fixes the frame shrink factor; by default frames shrink to 256 px on their
+    larger side, as PySceneDetect does. The pipeline uses `cuts_in` on its one analysis pass.
+    """
+    from scoretool.media.decode import AnalysisPass
+    from scoretool.media.probe import probe
+
+    with AnalysisPass(path, info or probe(path), downscale=downscale) as decoded:
+        return cuts_in(decoded.video, detector=detector, threshold=threshold)
+
+
+def cuts_in(video, *, detector: str = "content", threshold: float | None = None) -> list[float]:
+    """Cut times in a PySceneDetect `VideoStream`, read from where it is to its end.
+
     `threshold` is ContentDetector's `threshold` (default 27) or AdaptiveDetector's
-    `adaptive_threshold` (default 3). `downscale` fixes the frame shrink factor; by default
-    PySceneDetect picks one from the resolution (to about 256 px wide).
+    `adaptive_threshold` (default 3).
     """
     from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
 
@@ -44,32 +55,14 @@ def detect_cuts(
     else:
         raise ValueError(f"unknown scene detector {detector!r}: use one of {', '.join(DETECTORS)}")
 
-    video = _open(path)
     manager = SceneManager()
-    if downscale:
-        manager.auto_downscale = False
-        manager.downscale = downscale
+    manager.auto_downscale = False  # the stream's frames are already small
+    manager.downscale = 1
     manager.add_detector(det)
     manager.detect_scenes(video=video)
     # start_in_scene=True: a video with no cut is one scene, not an empty list.
     scenes = manager.get_scene_list(start_in_scene=True)
     return [start.seconds for start, _end in scenes[1:]]
-
-
-def _open(path: str):
-    """OpenCV decodes fastest here (~2x PyAV on these clips); PyAV is the fallback."""
-    # OpenCV's bundled FFmpeg prints decoder complaints (a damaged tail, say) straight to stderr,
-    # through our progress display; the probe has already judged the file. Read at first import.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from scenedetect import open_video
-    from scenedetect.video_stream import VideoOpenFailure
-
-    for backend in ("opencv", "pyav"):
-        try:
-            return open_video(path, backend=backend)
-        except (VideoOpenFailure, OSError, ValueError) as e:
-            log.debug("scenedetect %s backend cannot open %s: %s", backend, path, e)
-    raise InputError(f"Scene detection cannot decode {path}.")
 
 
 def spans_from_cuts(cuts: list[float], duration: float) -> list[Span]:
@@ -127,23 +120,11 @@ def split_long(spans: list[Span], max_len: float) -> list[Span]:
     return out
 
 
-def plan_scenes(
-    path: str,
-    info: MediaInfo,
-    *,
-    min_scene: float = 2.0,
-    max_scene: float = 30.0,
-    detector: str = "content",
-    threshold: float | None = None,
-) -> list[Span]:
-    """Scenes of a video ready for music: detected, short ones merged, long ones split."""
-    if info.kind != "video" or not info.duration:
-        raise ValueError("plan_scenes needs a video; an image is one scene chosen by the caller")
+def plan_scenes(cuts: list[float], duration: float, *, min_scene: float = 2.0, max_scene: float = 30.0) -> list[Span]:
+    """Scenes ready for music from a video's cuts: short ones merged, long ones split."""
     if min_scene < 0 or max_scene <= 0 or max_scene < min_scene:
         raise ValueError("scene lengths need 0 <= min_scene <= max_scene and max_scene > 0")
-    cuts = detect_cuts(path, detector=detector, threshold=threshold)
-    spans = merge_short(spans_from_cuts(cuts, info.duration), min_scene)
-    return split_long(spans, max_scene)
+    return split_long(merge_short(spans_from_cuts(cuts, duration), min_scene), max_scene)
 
 
 def _length(span: Span) -> float:
