@@ -129,6 +129,48 @@ def test_greedy_exact_for_stereo_and_a_projected_text_encoder(tiny, stereo, widt
         assert torch.equal(fast_audio, audio)
 
 
+def audio_prompt(seconds: float, rate: int = 32000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A chord with a little noise: something EnCodec codes into varied tokens."""
+    t = np.arange(round(seconds * rate)) / rate
+    x = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220, 277, 330))
+    x = x + 0.02 * np.random.default_rng(seed).standard_normal(len(t))
+    return np.stack([x * (1 - 0.3 * c) for c in range(channels)]).astype(np.float32).squeeze()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("items", [1, 2])
+def test_greedy_continuation_of_an_audio_prompt_is_exactly_generates(tiny, mode, items):
+    """An audio prompt (what long scenes and `--transition continue` use): the fast loop's prefill and
+    delay table give generate's exact tokens, prompt codes first, and the same audio."""
+    model, processor = tiny
+    inputs = processor(text=PROMPTS[:items], audio=[audio_prompt(0.4, seed=i) for i in range(items)],
+                       sampling_rate=32000, padding=True, return_tensors="pt")  # fmt: skip
+    seen, audio = hf_codes(model, inputs, 43, do_sample=False)
+    fast = FastMusicgen(model, "cpu", **MODES[mode])
+    prompt = fast.audio_codes(inputs["input_values"], inputs["padding_mask"])
+    assert prompt.shape == (items, 4, 20)  # 0.4 s at 50 frames a second
+    codes = fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], 43, prompt_codes=prompt, do_sample=False)
+    assert codes.shape == (items, 4, 20 + 40) and torch.equal(codes[:, :, :20], prompt)
+    assert torch.equal(codes, seen[0][0])
+    got = fast.generate(inputs["input_ids"], inputs["attention_mask"], 43, do_sample=False,
+                        input_values=inputs["input_values"], padding_mask=inputs["padding_mask"])  # fmt: skip
+    assert torch.equal(got, audio)
+
+
+def test_greedy_continuation_exact_for_stereo(tiny):
+    model = _variant(tiny, stereo=True, text_width=32)
+    processor = tiny[1]
+    inputs = processor(text=PROMPTS[:1], return_tensors="pt")  # the tiny processor is mono: add the stereo audio
+    inputs["input_values"] = torch.from_numpy(audio_prompt(0.3, channels=2))[None]  # (1, 2, samples)
+    inputs["padding_mask"] = torch.ones((1, inputs["input_values"].shape[-1]), dtype=torch.long)
+    seen, audio = hf_codes(model, inputs, 43, do_sample=False)
+    for options in ({}, dict(static=True, fused=True)):
+        fast = FastMusicgen(model, "cpu", **options)
+        got = fast.generate(inputs["input_ids"], inputs["attention_mask"], 43, do_sample=False,
+                            input_values=inputs["input_values"], padding_mask=inputs["padding_mask"])  # fmt: skip
+        assert torch.equal(got, audio)
+
+
 def test_sampling_is_seeded_reproducible_and_independent_of_the_batch(tiny):
     model, processor = tiny
     fast = FastMusicgen(model, "cpu")
@@ -176,6 +218,23 @@ def test_generator_fast_and_transformers_paths_give_the_same_music(generators):
     assert [x.shape for x in b] == [(32000, 1), (16000, 1), (24640, 1)]
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
+
+
+def test_generator_continuation_fast_and_transformers_paths_give_the_same_music(generators, monkeypatch):
+    """`continue_from` (long scenes, `--transition continue`) now runs on the fast loop too."""
+    hf, quick = generators
+    context = audio_prompt(0.6)[:, None]
+    steps, prompted = [], []
+    original = quick.fast.generate_codes
+    monkeypatch.setattr(quick.fast, "generate_codes", lambda *a, **k: prompted.append(k["prompt_codes"].shape) or original(*a, **k))
+    a = hf.continue_from("calm piano", context, 0.4, seed=5)
+    b = quick.continue_from("calm piano", context, 0.4, seed=5, on_step=steps.append)
+    assert prompted == [(1, 4, 30)]  # the fast loop ran, on the last 0.6 s of context as 30 frames
+    assert quick.fast is not None and quick.fallback_reason is None
+    assert sum(steps) == quick.new_tokens(0.4) == 23
+    assert a.shape == b.shape == (round(1.0 * 32000), 1)
+    assert np.array_equal(a, b)
+    assert np.array_equal(b[: 32000 * 6 // 10 - 1600], context[: 32000 * 6 // 10 - 1600])  # the original, then a seam
 
 
 def test_generator_greedy_switch(generators):
@@ -280,10 +339,12 @@ def test_cuda_graphs_match_the_eager_static_loop(tiny, dtype):
         inputs = processor(text=PROMPTS, padding=True, return_tensors="pt").to("cuda")
         eager = FastMusicgen(model, "cuda", dtype=dtype, graphs=False)
         graphed = FastMusicgen(model, "cuda", dtype=dtype, graphs=True)
+        prompt = eager.audio_codes(torch.from_numpy(np.stack([audio_prompt(0.5, seed=i) for i in range(3)]))[:, None].cuda())
         for sample in (False, True):
-            options = dict(do_sample=sample, seeds=[1, 2, 3])
-            a = eager.generate_codes(inputs["input_ids"], inputs["attention_mask"], 150, **options)
-            b = graphed.generate_codes(inputs["input_ids"], inputs["attention_mask"], 150, **options)
-            assert graphed.graphs and torch.equal(a, b)
+            for prompt_codes in (None, prompt):
+                options = dict(do_sample=sample, seeds=[1, 2, 3], prompt_codes=prompt_codes)
+                a = eager.generate_codes(inputs["input_ids"], inputs["attention_mask"], 150, **options)
+                b = graphed.generate_codes(inputs["input_ids"], inputs["attention_mask"], 150, **options)
+                assert graphed.graphs and torch.equal(a, b)
     finally:
         model.to("cpu")

@@ -201,15 +201,46 @@ def delay_pattern(codebooks: int, channels: int) -> list[int]:
     return [k // 2 if channels == 2 else k for k in range(codebooks)]
 
 
-def valid_positions(new_tokens: int, delays: list[int], channel_codebooks: int, length: int) -> torch.Tensor:
-    """(codebooks, length) bool: which decoder input positions hold a generated token rather than the pad.
+def delay_table(
+    batch: int, new_tokens: int, delays: list[int], channel_codebooks: int, start: int, length: int, prompt: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(batch, codebooks, length) long: the token each decoder input position is held to, or -1 where the
+    decoder's own choice goes.
 
-    transformers' `build_delay_pattern_mask` with max_length = 1 + new_tokens: codebook k is padding at
-    positions p <= delay_k and p >= delay_k + max_length - channel_codebooks + 1.
+    transformers' `build_delay_pattern_mask` with max_length = P + 1 + new_tokens for an audio prompt of
+    P frames (`prompt`: (batch, codebooks, P) codes, or None): codebook k is the start/pad token at
+    positions p <= delay_k and p > delay_k + max_length - channel_codebooks, and the prompt's frame
+    p - delay_k - 1 at positions delay_k < p <= delay_k + P.
     """
+    frames = prompt.shape[-1] if prompt is not None else 0
+    max_length = frames + 1 + new_tokens
     p = torch.arange(length)[None, :]
     d = torch.tensor(delays)[:, None]
-    return (p > d) & (p <= d + new_tokens + 1 - channel_codebooks)
+    real = (p > d) & (p <= d + max_length - channel_codebooks)
+    table = torch.where(real, -1, start).expand(batch, -1, -1).clone()
+    for k, delay in enumerate(delays):
+        if frames:
+            table[:, k, delay + 1 : delay + 1 + frames] = prompt[:, k].to(table.device)
+    return table
+
+
+@dataclass
+class _Job:
+    """One `generate_codes` call: what both loops need to know about it."""
+
+    batch: int
+    new_tokens: int
+    prompt_frames: int  # P: frames of audio prompt (0: none)
+    table: torch.Tensor  # delay_table for P + new_tokens + 1 positions
+    settings: tuple  # (cfg, guidance scale, sampled, temperature, top_k)
+    noise: SeededNoise | None
+    on_step: Callable[[int], None] | None
+    enc_model_dtype: torch.Tensor  # text encoder output in the model's dtype (for the prompt's prefill)
+
+    @property
+    def steps(self) -> int:
+        """Decoder input positions: the prompt's (with the start token) and one per new token but the last."""
+        return self.prompt_frames + self.new_tokens
 
 
 # --------------------------------------------------------------------------- the decoder
@@ -249,7 +280,7 @@ class _State:
     cross_v: torch.Tensor
     cross_bias: torch.Tensor  # (rows, 1, 1, text_len) additive
     self_bias: torch.Tensor  # (cache_len, cache_len) additive causal table
-    valid: torch.Tensor  # (K, cache_len + 1) bool
+    table: torch.Tensor  # (batch, K, cache_len + 1) long: delay_table
     out: torch.Tensor  # (batch, K, cache_len) long: raw token of each step
     bad: torch.Tensor  # (1,) bool: a non-finite logit was seen
     noise: torch.Tensor | None  # (cache_len, batch, K, vocab) fp32
@@ -383,6 +414,7 @@ class FastMusicgen:
         attention_mask: torch.Tensor,
         new_tokens: int,
         *,
+        prompt_codes: torch.Tensor | None = None,
         guidance_scale: float | None = 3.0,
         do_sample: bool = True,
         temperature: float = 1.0,
@@ -390,21 +422,34 @@ class FastMusicgen:
         seeds: list[int] | None = None,
         on_step: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
-        """Codes (batch, codebooks, frames) long, as `generate` would pass them to EnCodec."""
+        """Codes (batch, codebooks, frames) long, as `generate` would pass them to EnCodec.
+
+        `prompt_codes` (batch, codebooks, P): an audio prompt's codes (`audio_codes`), which the music
+        continues; the result then starts with them, as generate's does.
+        """
         if new_tokens + 1 < 2 * self.channel_codebooks - 1:
             raise Unsupported(f"{new_tokens} new tokens is too short for the delay pattern")
         batch = input_ids.shape[0]
         if do_sample and (seeds is None or len(seeds) != batch):
             raise ValueError("sampling needs one seed per batch item")
+        if prompt_codes is not None and (prompt_codes.ndim != 3 or prompt_codes.shape[:2] != (batch, self.K)):
+            raise ValueError(f"prompt_codes must be (batch, {self.K}, frames), not {tuple(prompt_codes.shape)}")
         cfg = guidance_scale is not None and guidance_scale > 1
         with torch.inference_mode():
-            enc, enc_mask = self._encode(input_ids, attention_mask, cfg)  # transformers' own attention choices
+            enc_model_dtype, enc_mask = self._encode(input_ids, attention_mask, cfg)  # transformers' own attention choices
+            enc = enc_model_dtype.to(self.dtype)
+        frames = prompt_codes.shape[-1] if prompt_codes is not None else 0
+        table = delay_table(batch, new_tokens, self.delays, self.channel_codebooks, self.start, frames + new_tokens + 1, prompt_codes)
         with torch.inference_mode(), self._sdpa_backends():
-            noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
             settings = (cfg, float(guidance_scale or 1.0), bool(do_sample), float(temperature), int(top_k))
+
+            def job() -> _Job:  # fresh noise for each try
+                noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
+                return _Job(batch, new_tokens, frames, table.to(self.device), settings, noise, on_step, enc_model_dtype)
+
             if self.static:
                 try:
-                    out = self._run_static(enc, enc_mask, batch, new_tokens, settings, noise, on_step)
+                    out = self._run_static(enc, enc_mask, job())
                 except (NonFiniteLogits, Unsupported):
                     raise
                 except Exception as exc:
@@ -413,13 +458,41 @@ class FastMusicgen:
                     log.warning("MusicGen fast path: CUDA graphs failed (%s: %s); continuing without graphs", type(exc).__name__, exc)
                     self.graphs = False
                     self._states.clear()
-                    noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
-                    out = self._run_static(enc, enc_mask, batch, new_tokens, settings, noise, on_step)
+                    out = self._run_static(enc, enc_mask, job())
             else:
-                out = self._run_dynamic(enc, enc_mask, batch, new_tokens, settings, noise, on_step)
-            frames = self.frames_for(new_tokens)
-            idx = torch.arange(frames, device=out.device)[None, :] + torch.tensor(self.delays, device=out.device)[:, None]
-            return out.gather(2, idx.expand(batch, -1, -1)).clone()
+                out = self._run_dynamic(enc, enc_mask, job())
+            # The sequence as generate leaves it: held positions from the table, the rest as decoded; then
+            # each codebook's frames, undelayed.
+            table = table.to(out.device)
+            length = frames + new_tokens
+            tokens = torch.where(table[:, :, 1 : length + 1] < 0, out[:, :, :length], table[:, :, 1 : length + 1])
+            idx = torch.arange(length + 1 - self.channel_codebooks, device=out.device)[None, :]
+            idx = idx + torch.tensor(self.delays, device=out.device)[:, None]
+            return tokens.gather(2, idx.expand(batch, -1, -1)).clone()
+
+    def audio_codes(self, input_values: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """An audio prompt's EnCodec codes (batch, codebooks, frames), as generate encodes `input_values`
+        (stereo: left and right codebooks interleaved)."""
+        codec = self.model.audio_encoder
+        codec_device = next(codec.parameters()).device
+        input_values = input_values.to(codec_device)
+        padding_mask = padding_mask.to(codec_device) if padding_mask is not None else None
+
+        def encode(values):
+            with torch.inference_mode():
+                out = codec.encode(input_values=values, padding_mask=padding_mask, return_dict=True)
+            if out.audio_codes.shape[0] != 1:
+                raise Unsupported("the audio encoder splits the prompt into chunks")
+            if out.audio_scales is not None and any(s is not None for s in out.audio_scales):
+                raise Unsupported("the audio encoder rescales the prompt (audio_scales)")
+            return out.audio_codes[0]
+
+        if self.channels == 1:
+            return encode(input_values)
+        if input_values.shape[1] != 2:
+            raise ValueError(f"a stereo model needs a 2-channel audio prompt, not {input_values.shape[1]}")
+        left, right = encode(input_values[:, :1]), encode(input_values[:, 1:])
+        return torch.stack([left, right], dim=2).flatten(1, 2)  # (batch, 2K', frames): L0 R0 L1 R1 ...
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames), the whole batch at once."""
@@ -436,8 +509,14 @@ class FastMusicgen:
                 audio = torch.cat([left, right], dim=1)
         return audio.float()
 
-    def generate(self, input_ids, attention_mask, new_tokens: int, **options) -> torch.Tensor:
-        """Audio (batch, channels, samples): `generate_codes` then `decode`."""
+    def generate(
+        self, input_ids, attention_mask, new_tokens: int, *, input_values=None, padding_mask=None, **options
+    ) -> torch.Tensor:
+        """Audio (batch, channels, samples): `generate_codes` then `decode`. With an audio prompt
+        (`input_values`, `padding_mask` as the processor gives them) the audio starts with the codec's
+        rendering of the prompt, then goes on, as generate's does."""
+        if input_values is not None:
+            options["prompt_codes"] = self.audio_codes(input_values, padding_mask)
         return self.decode(self.generate_codes(input_ids, attention_mask, new_tokens, **options))
 
     # ------------------------------------------------------------------ pieces
@@ -478,7 +557,7 @@ class FastMusicgen:
         if cfgd.text_encoder.hidden_size != cfgd.decoder.hidden_size and cfgd.decoder.cross_attention_hidden_size is None:
             h = model.enc_to_dec_proj(h)
         h = h * mask[..., None]
-        return h.to(self.device, self.dtype), mask.to(self.device)
+        return h.to(self.device), mask.to(self.device)
 
     def _cross_kv(self, layer: _Layer, enc: torch.Tensor):
         rows, length, _ = enc.shape
@@ -573,38 +652,63 @@ class FastMusicgen:
 
     # ------------------------------------------------------------------ eager loop (CPU default): transformers op for op
 
-    def _run_dynamic(self, enc, enc_mask, batch, new_tokens, settings, noise, on_step):
+    def _prefill(self, job: _Job, enc_mask, kv, rows) -> torch.Tensor:
+        """Run the audio prompt (positions 0..P) through transformers' own decoder in one pass, as
+        generate's prefill does; its self-attention keys and values go into `kv`. Returns the logits
+        (rows, K, vocab) at position P, which choose the first new token."""
+        P = job.prompt_frames
+        prefix = job.table[:, :, : P + 1]  # every codebook is held to known tokens up to position P
+        ids = prefix.repeat(rows // job.batch, 1, 1).reshape(rows * self.K, P + 1)
+        decoder = self.model.decoder
+        out = decoder.model.decoder(
+            input_ids=ids.to(decoder.device), encoder_hidden_states=job.enc_model_dtype,
+            encoder_attention_mask=enc_mask, use_cache=True,
+        )  # fmt: skip
+        cache = getattr(out, "cache", None) or out.past_key_values
+        for i, layer in enumerate(cache.self_attention_cache.layers):
+            kv[i, 0, :, :, : P + 1].copy_(layer.keys)
+            kv[i, 1, :, :, : P + 1].copy_(layer.values)
+        # as MusicgenForCausalLM: every head over every position, then the last position's
+        logits = torch.stack([head(out.last_hidden_state) for head in decoder.lm_heads], dim=1)
+        return logits[:, :, -1].to(self.device)
+
+    # ------------------------------------------------------------------ eager loop (CPU default): transformers op for op
+
+    def _run_dynamic(self, enc, enc_mask, job: _Job):
         rows = enc.shape[0]
-        dev = self.device
+        dev, batch, P = self.device, job.batch, job.prompt_frames
         cross = [self._cross_kv(layer, enc) for layer in self.layers]
         cross_k = [k for k, _ in cross]
         cross_v = [v for _, v in cross]
         # as transformers' sdpa path: a boolean (rows, 1, 1, text) mask
         cross_mask = enc_mask.bool()[:, None, None, :]
-        kv = torch.zeros((len(self.layers), 2, rows, self.H, new_tokens, self.hd), device=dev, dtype=self.dtype)
-        positions = self._positions(new_tokens)
-        valid = valid_positions(new_tokens, self.delays, self.channel_codebooks, new_tokens + 1).to(dev)
-        out = torch.empty((batch, self.K, new_tokens), dtype=torch.long, device=dev)
-        tok = torch.full((batch, self.K), self.start, dtype=torch.long, device=dev)
+        kv = torch.zeros((len(self.layers), 2, rows, self.H, job.steps, self.hd), device=dev, dtype=self.dtype)
+        positions = self._positions(job.steps)
+        out = torch.zeros((batch, self.K, job.steps), dtype=torch.long, device=dev)
+        tok = job.table[:, :, P].clone()
         pos = torch.zeros(1, dtype=torch.long, device=dev)
         bad = torch.zeros((), dtype=torch.bool, device=dev)
-        for s in range(new_tokens):
-            pos.fill_(s)
-            logits = self._step(tok, pos, kv, s + 1, None, cross_k, cross_v, cross_mask, positions, rows)
-            chosen, guided = self._pick(logits, batch, settings, noise.step(s) if noise is not None else None)
+        for s in range(P, job.steps):
+            if s == P and P:
+                logits = self._prefill(job, enc_mask, kv, rows)
+            else:
+                pos.fill_(s)
+                logits = self._step(tok, pos, kv, s + 1, None, cross_k, cross_v, cross_mask, positions, rows)
+            chosen, guided = self._pick(logits, batch, job.settings, job.noise.step(s - P) if job.noise is not None else None)
             bad |= ~torch.isfinite(guided).all()
             out[:, :, s] = chosen
-            tok = torch.where(valid[:, s + 1], chosen, self.start)
-            if on_step:
-                on_step(1)
+            held = job.table[:, :, s + 1]
+            tok = torch.where(held < 0, chosen, held)
+            if job.on_step:
+                job.on_step(1)
         if bool(bad):
             raise NonFiniteLogits(f"non-finite logits in {self.dtype} decoding")
         return out
 
     # ------------------------------------------------------------------ static loop (CUDA graphs; also runs eagerly)
 
-    def _state(self, batch, rows, text_len, new_tokens, sampled) -> _State:
-        cache_len = max(CACHE_ROUND, math.ceil(new_tokens / CACHE_ROUND) * CACHE_ROUND)
+    def _state(self, batch, rows, text_len, steps, sampled) -> _State:
+        cache_len = max(CACHE_ROUND, math.ceil(steps / CACHE_ROUND) * CACHE_ROUND)
         text_pad = max(TEXT_ROUND, math.ceil(text_len / TEXT_ROUND) * TEXT_ROUND)
         key = (batch, rows, text_pad, cache_len, sampled)
         if key in self._states:
@@ -624,7 +728,7 @@ class FastMusicgen:
             cross_v=torch.zeros((L, rows, self.H, text_pad, self.hd), device=dev, dtype=dt),
             cross_bias=torch.zeros((rows, 1, 1, text_pad), device=dev, dtype=dt),
             self_bias=causal,
-            valid=torch.zeros((self.K, cache_len + 1), dtype=torch.bool, device=dev),
+            table=torch.zeros((batch, self.K, cache_len + 1), dtype=torch.long, device=dev),
             out=torch.zeros((batch, self.K, cache_len), dtype=torch.long, device=dev),
             bad=torch.zeros(1, dtype=torch.bool, device=dev),
             noise=torch.zeros((cache_len, batch, self.K, self.V), device=dev) if sampled else None,
@@ -638,30 +742,43 @@ class FastMusicgen:
         logits = self._step(
             st.tok, st.pos, st.kv, kv_len, bias, st.cross_k, st.cross_v, st.cross_bias, positions, st.rows
         )
+        self._static_pick(st, logits, settings)
+
+    def _static_pick(self, st: _State, logits, settings):
+        """Choose the tokens of position pos + 1 from the logits at pos, and move on."""
         noise = st.noise.index_select(0, st.pos).squeeze(0) if st.sampled else None
         chosen, guided = self._pick(logits, st.batch, settings, noise)
         st.bad.logical_or_(~torch.isfinite(guided).all().view(1))
         st.out.index_copy_(2, st.pos, chosen.unsqueeze(-1))
-        nxt = st.valid.index_select(1, st.pos + 1).view(1, self.K)
-        st.tok.copy_(torch.where(nxt, chosen, torch.full_like(chosen, self.start)))
+        held = st.table.index_select(2, st.pos + 1).view(st.batch, self.K)
+        st.tok.copy_(torch.where(held < 0, chosen, held))
         st.pos.add_(1)
 
-    def _run_static(self, enc, enc_mask, batch, new_tokens, settings, noise, on_step):
-        st, positions, buckets = self._prepare_static(enc, enc_mask, batch, new_tokens, settings, noise)
-        runners = {kv_len: self._runner(st, kv_len, settings, positions) for kv_len in buckets}
-        for s in range(new_tokens):
-            runners[buckets[s // self.bucket]]()
-            if on_step:
-                on_step(1)
+    def _run_static(self, enc, enc_mask, job: _Job):
+        st, positions = self._prepare_static(enc, enc_mask, job)
+        first = job.prompt_frames
+        if first:  # the prompt in one pass, then its last position's pick, eagerly
+            self._static_pick(st, self._prefill(job, enc_mask, st.kv, st.rows), job.settings)
+            first += 1
+            if job.on_step:
+                job.on_step(1)
+        runners = {}
+        for s in range(first, job.steps):
+            kv_len = min(self.bucket * (s // self.bucket + 1), st.cache_len)
+            if kv_len not in runners:
+                runners[kv_len] = self._runner(st, kv_len, job.settings, positions)
+            runners[kv_len]()
+            if job.on_step:
+                job.on_step(1)
         if bool(st.bad.item()):
             raise NonFiniteLogits(f"non-finite logits in {self.dtype} decoding")
-        return st.out[:, :, :new_tokens]
+        return st.out[:, :, : job.steps]
 
-    def _prepare_static(self, enc, enc_mask, batch, new_tokens, settings, noise):
-        """Fill the static buffers for this batch; returns (state, position table, kv length of each bucket)."""
+    def _prepare_static(self, enc, enc_mask, job: _Job):
+        """Fill the static buffers for this job; returns (state, position table)."""
         rows, text_len, _ = enc.shape
-        sampled = settings[2]
-        st = self._state(batch, rows, text_len, new_tokens, sampled)
+        batch, sampled, P = job.batch, job.settings[2], job.prompt_frames
+        st = self._state(batch, rows, text_len, job.steps, sampled)
         positions = self._positions(st.cache_len)
         # Per-batch inputs into the static buffers.
         st.cross_k.zero_()
@@ -677,16 +794,15 @@ class FastMusicgen:
         bias[:batch, :text_len].masked_fill_(~enc_mask[:batch].bool(), float("-inf"))
         bias[:batch, text_len:] = float("-inf")
         st.cross_bias.copy_(bias.view(rows, 1, 1, -1))
-        st.valid.copy_(valid_positions(new_tokens, self.delays, self.channel_codebooks, st.cache_len + 1))
-        if sampled:
-            noise.block(new_tokens, out=st.noise[:new_tokens])
-        st.tok.fill_(self.start)
-        st.pos.zero_()
+        st.table.fill_(self.start)
+        st.table[:, :, : job.table.shape[-1]].copy_(job.table)
+        if sampled:  # the noise of new token i is read at position P + i
+            job.noise.block(job.new_tokens, out=st.noise[P : P + job.new_tokens])
+        st.tok.copy_(job.table[:, :, P])
+        st.pos.fill_(P)
         st.bad.zero_()
         st.out.zero_()
-
-        buckets = [min(self.bucket * (s // self.bucket + 1), st.cache_len) for s in range(0, new_tokens, self.bucket)]
-        return st, positions, buckets
+        return st, positions
 
     def _runner(self, st: _State, kv_len: int, settings, positions) -> Callable[[], None]:
         if not self.graphs:

@@ -246,7 +246,7 @@ class MusicGenGenerator:
         """`audio` followed by `duration` more seconds that continue it, steered by `prompt`.
 
         MusicGen hears the last CONTEXT seconds (EnCodec codes as the decoder's prefix) and goes on
-        from there. transformers' `generate` does this (the fast loop has no audio prompt yet).
+        from there (the fast loop and `generate` alike).
         """
         hop = round(self.sample_rate / self.frame_rate)
         context_len = min(len(audio), round(CONTEXT * self.sample_rate)) // hop * hop
@@ -254,7 +254,7 @@ class MusicGenGenerator:
         inputs = self.processor(
             text=[prompt], audio=[context[:, 0]], sampling_rate=self.sample_rate, padding=True, return_tensors="pt"
         ).to(self.device)
-        out = self._hf_batch(inputs, self.new_tokens(duration), [seed], on_step)[0].T
+        out = self._run(inputs, self.new_tokens(duration), [seed], on_step)[0].T
         # The codec's rendering of the context leads the output: join on it with a short crossfade.
         seam = min(round(SEAM * self.sample_rate), context_len)
         fade = np.linspace(0.0, 1.0, seam, dtype=np.float32)[:, None]
@@ -264,7 +264,11 @@ class MusicGenGenerator:
 
     def _generate_batch(self, prompts, longest, seeds, on_step) -> np.ndarray:
         inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
-        new_tokens = self.new_tokens(longest)
+        return self._run(inputs, self.new_tokens(longest), seeds, on_step)
+
+    def _run(self, inputs, new_tokens, seeds, on_step) -> np.ndarray:
+        """Audio (batch, channels, samples) for processor inputs (text, and an audio prompt if any):
+        the fast loop where it applies, else transformers' generate."""
         if self.fast is not None:
             audio = self._fast_batch(inputs, new_tokens, seeds, on_step)
             if audio is not None:
@@ -286,6 +290,7 @@ class MusicGenGenerator:
             top_k=self.top_k, seeds=seeds, on_step=count,
         )  # fmt: skip
         mask = inputs.get("attention_mask")
+        options.update(input_values=inputs.get("input_values"), padding_mask=inputs.get("padding_mask"))
         try:
             try:
                 audio = self.fast.generate(inputs["input_ids"], mask, new_tokens, **options)
