@@ -766,6 +766,31 @@ def analysis_part(args, section: dict, report: Report, budget: Budget) -> None:
     say(f"  ffmpeg {times['ffmpeg_decode']['min_s']:.2f} s, analysis {times['analysis']['min_s']:.2f} s "
         f"({section['ratio_analysis_over_decode']:.2f}x); stages {stages}")  # fmt: skip
 
+    # Peak memory against the video's length: the same analysis, each in a fresh process, on a clip a
+    # third as long and on the full one.
+    short = cache / f"clip_1080p_{seconds / 3:g}s.mp4"
+    if not short.exists():
+        budget.need(seconds, "making the short clip")
+        make_clip(short, seconds / 3, ffmpeg)
+    memory = section.setdefault("peak_memory_mb", {})
+    for path, length in ((short, seconds / 3), (clip, seconds)):
+        out = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(path)], check=True, capture_output=True, text=True)
+        memory[f"{length:g}s"] = json.loads(out.stdout.strip().splitlines()[-1])
+    say(f"  peak memory (MB) by clip length: {memory}")
+
+
+# Run in a child process: the analysis of argv[1], then the peak RSS of this process and of ffmpeg.
+_PEAK_MEMORY = """
+import json, resource, sys
+from scoretool.api import analyse
+from scoretool.media.probe import probe
+from scoretool.plans import Settings
+from scoretool.progress import Reporter
+analyse(sys.argv[1], probe(sys.argv[1]), Settings(), Reporter())
+print(json.dumps({"python": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                  "ffmpeg": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+"""
+
 
 # =========================================================================== main
 
@@ -861,6 +886,10 @@ def summary(data: dict) -> dict:
             g = checks.get("greedy_fp32", {})
             if isinstance(g, dict) and "fast_default" in g:
                 out[f"music/{name}"]["greedy_fp32_equal"] = g["fast_default"].get("equal")
+            cont = entry.get("runs", {}).get("continuation_b1", {})
+            if isinstance(cont, dict) and "speedup" in cont:
+                out[f"music/{name}"]["continuation_b1_speedup"] = cont["speedup"]
+                out[f"music/{name}"]["continuation_greedy_fp32_equal"] = cont["greedy_fp32_vs_generate"].get("equal")
             sm = checks.get("sampling_fp32", {})
             if isinstance(sm, dict) and "fast_vs_transformers" in sm:
                 out[f"music/{name}"]["sampling_fp32_equal"] = sm["fast_vs_transformers"].get("equal")
@@ -869,7 +898,8 @@ def summary(data: dict) -> dict:
             out[f"captions/{name}"] = {"speedup_batched": entry["speedup_batched"]}
     analysis = data["parts"].get("analysis", {})
     if "ratio_analysis_over_decode" in analysis:
-        out["analysis"] = {"ratio_analysis_over_decode": analysis["ratio_analysis_over_decode"]}
+        out["analysis"] = {"ratio_analysis_over_decode": analysis["ratio_analysis_over_decode"],
+                           "peak_memory_mb": analysis.get("peak_memory_mb")}  # fmt: skip
     for name, section in data["parts"].items():
         if section.get("status") in ("skipped", "error"):
             out[name] = {"status": section["status"], "reason": section.get("reason") or section.get("error")}
