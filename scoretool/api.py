@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from .audio.assemble import assemble, clip_spans, normalize_loudness, plan_transitions, write_wav
+from .audio.assemble import assemble, clip_spans, normalize_loudness, plan_transitions, true_peak_db, write_wav
 from .audio.original import OUTPUT_RATE, combine, read_original
 from . import overrides as overrides_mod
 from .bridge import BRIDGES, Answer, Bridge, load_bridge, resolve_bridge
@@ -402,10 +402,21 @@ def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: 
     with reporter.stage("mux"), tempfile.TemporaryDirectory(prefix="scoretool-") as tmp:
         wav = os.path.join(tmp, "soundtrack.wav")
         write_wav(wav, soundtrack, OUTPUT_RATE)
+        encoded = [soundtrack]  # what the last encode was given
+
+        def relimit(over_db: float) -> str:
+            """The encoded sound peaked `over_db` over the limit: the same loudness, limited that much
+            (and a little) under what was encoded."""
+            ceiling = true_peak_db(encoded[0], OUTPUT_RATE) - over_db - 0.2
+            encoded[0] = normalize_loudness(soundtrack, OUTPUT_RATE, settings.loudness, ceiling)
+            quieter = os.path.join(tmp, f"soundtrack{ceiling:.2f}.wav")
+            write_wav(quieter, encoded[0], OUTPUT_RATE)
+            return quieter
+
         if info.kind == "image":
-            mux.still_video(info.path, wav, output, the_plan.duration)
+            mux.still_video(info.path, wav, output, the_plan.duration, relimit)
         else:
-            mux.mux_video(info, wav, output)
+            mux.mux_video(info, wav, output, relimit)
 
 
 def original_audio_mode(requested: str, info: MediaInfo) -> str:

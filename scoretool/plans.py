@@ -104,7 +104,13 @@ class Plan:
     def save(self, path: str | os.PathLike) -> None:
         from .media.mux import write_atomic
 
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        data = self.to_dict()
+        source = data["input"].get("path")
+        if source and not os.path.isabs(source):
+            # `load` reads a relative input path from where the plan file is, not from the current folder.
+            where = os.path.dirname(os.path.abspath(path))
+            data["input"] = {**data["input"], "path": os.path.relpath(os.path.abspath(source), where)}
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         write_atomic(str(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     @classmethod

@@ -105,6 +105,22 @@ def test_score_json_and_plan_render_round_trip(tiny_models, tmp_path):
     assert (tmp_path / "rendered.wav").stat().st_size > 0
 
 
+def test_a_plan_saved_elsewhere_still_finds_a_relatively_named_input(tiny_models, tmp_path):
+    """`plan clip.mp4 -o plans/p.json` run in the clip's folder, then `render` from anywhere: the plan
+    names its input relative to where the plan file is."""
+    make_clip(tmp_path / "clip.mp4", colours=("red", "blue"), seconds=2.5)
+    (tmp_path / "plans").mkdir()
+    models = ["--caption-model", tiny_models["blip"], "--music-model", tiny_models["musicgen"]]
+    proc = run("plan", "clip.mp4", "-o", "plans/p.json", "--quiet", *models, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "plans" / "p.json").read_text())["input"]["path"] == os.path.join("..", "clip.mp4")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run("render", tmp_path / "plans" / "p.json", "-o", "music.wav", "--quiet", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert (elsewhere / "music.wav").stat().st_size > 0
+
+
 def test_broken_plan_is_a_clear_error(tmp_path):
     (tmp_path / "p.json").write_text('{"version": 1, "scenes": []}')
     assert_one_line_error(run("render", tmp_path / "p.json", "-o", tmp_path / "o.mp4"), r"(?i)plan")

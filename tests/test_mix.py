@@ -126,6 +126,38 @@ def test_loudness_and_true_peak_of_a_full_mix(tiny_models, tmp_path):
     assert true_peak_db(data.astype(np.float32), rate) <= -1.0
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".webm"])  # AAC, Opus
+def test_an_encoder_overshoot_is_measured_and_limited_away(tiny_models, tmp_path, monkeypatch, ext):
+    """The encoded file's peak is checked: with the limit set far under where the limiter puts the
+    soundtrack (-2 dBTP), scoring must limit lower and encode again, keeping the loudness."""
+    import subprocess
+
+    import pyloudnorm
+
+    from scoretool.media import mux
+    from scoretool.media.ffmpeg import ffmpeg_exe
+
+    monkeypatch.setattr(mux, "PEAK_LIMIT_DB", -6.0)
+    encodes = []
+    peak_of = mux.encoded_peak_db
+    monkeypatch.setattr(mux, "encoded_peak_db", lambda path: encodes.append(peak_of(path)) or encodes[-1])
+    src = make_clip(tmp_path / "in.mp4", colours=("red", "blue"), seconds=2.5)
+    if ext == ".webm":  # WebM takes VP8/VP9 pictures only
+        vp8 = tmp_path / "in.webm"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(src), "-c:v", "libvpx", str(vp8)], check=True)
+        src = vp8
+    settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]))
+    out = tmp_path / f"out{ext}"
+    scoretool.score(str(src), str(out), settings)
+    assert len(encodes) >= 2 and encodes[0] > -6.0 >= encodes[-1], encodes
+    assert peak_of(str(out)) == encodes[-1]
+    import av
+
+    with av.open(str(out)) as c:
+        audio = np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1).T
+    assert pyloudnorm.Meter(48000).integrated_loudness(audio.astype(np.float64)) == pytest.approx(-14.0, abs=1.0)
+
+
 def test_same_plan_and_seed_give_the_same_audio_bit_for_bit(tiny_models, tmp_path):
     src = make_clip(tmp_path / "in.mp4", colours=("red", "blue"), seconds=2.0)
     settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]))

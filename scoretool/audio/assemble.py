@@ -168,11 +168,16 @@ def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float, window: float 
     return (audio * gain[:, None]).astype(np.float32)
 
 
-def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float, ceiling_db: float = -2.0) -> np.ndarray:
+# True-peak ceiling (dBTP) of the soundtrack before encoding: under the usual -1 for the encoders' overshoot.
+CEILING_DB = -2.0
+
+
+def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float, ceiling_db: float = CEILING_DB) -> np.ndarray:
     """Integrated loudness to `target_lufs` (pyloudnorm), then true peak to `ceiling_db`.
 
-    The ceiling sits a dB under the usual -1 dBTP: lossy encoding overshoots (AAC by up to ~0.3 dB,
-    Opus by up to ~0.7 dB, measured on our outputs).
+    The ceiling sits a dB under the usual -1 dBTP: lossy encoding overshoots (Opus by up to ~0.7 dB
+    on our outputs); `scoretool.media.mux` measures the encoded file and asks for a lower ceiling
+    where that was not enough.
     Limiting lowers loudness slightly, so gain and limiting alternate a few times to settle.
     """
     import pyloudnorm

@@ -125,7 +125,7 @@ class AnalysisPass:
         caption = (f"scale=w='if(gte(iw,ih),-2,min({CAPTION_SIDE},iw))'"
                    f":h='if(gte(iw,ih),min({CAPTION_SIDE},ih),-2)'")  # fmt: skip
         return (
-            f"[0:v:0]setpts=PTS-STARTPTS,fps={self.fps},split[a][b];"
+            f"[0:V:0]setpts=PTS-STARTPTS,fps={self.fps},split[a][b];"
             f"[a]{detect}:flags=fast_bilinear,format=yuv420p[detect];"
             f"[b]select='not(mod(n,{self.step}))',{caption}:flags=bicubic,format=yuvj420p[grid]"
         )
