@@ -373,6 +373,14 @@ def test_analysis_pass_keeps_a_grid_of_the_right_frames(synth, name):
             assert np.median(np.abs(np.asarray(image, np.int16) - expected[index])) <= 2
 
 
+def test_analysis_pass_reports_every_frame_read(synth):
+    told = []
+    with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"]), on_frame=told.append) as decoded:
+        assert decoded.frame_count == 144
+        assert cuts_in(decoded.video) == pytest.approx(SYNTH_CUTS, abs=1 / 24 + 1e-6)
+    assert sum(told) == 144 and len(told) <= 144 // 24 + 1
+
+
 def test_frame_near_stays_inside_the_scene(synth):
     with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"])) as decoded:
         read_to_end(decoded)

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 DETECT_SIZE = 256  # larger side of the frames scene detection sees (PySceneDetect's default)
 CAPTION_SIDE = 480  # shorter side of the frames kept for captioning (BLIP looks at 384 x 384)
 GRID_FPS = 4.0  # frames kept for captioning per second of video...
-GRID_MAX_FRAMES = 4000  # ...but no more than this many (about 100 MB of JPEGs) for a long film
+GRID_MAX_FRAMES = 4000  # ...but no more than this many (about 150 MB of JPEGs) for a long film
+_REPORT_EVERY = 24  # frames per progress report
 
 
 class AnalysisPass:
@@ -48,7 +49,8 @@ class AnalysisPass:
     `SceneManager.detect_scenes(video=decoded.video)` does), then `decoded.frame_near(t, span)`.
 
     `downscale` shrinks detection frames by that factor of the full size instead of to 256 px.
-    `on_frame(n)` is called as frames are read (from PySceneDetect's decode thread).
+    `on_frame(n)` is told of frames as they are read, a few dozen at a time (from PySceneDetect's
+    decode thread).
     """
 
     def __init__(
@@ -241,12 +243,14 @@ def _pipe_stream_class():
                 self._end()
                 return False
             self._frames_read += 1
-            if self._owner.on_frame:
-                self._owner.on_frame(1)
+            if self._frames_read % _REPORT_EVERY == 0 and self._owner.on_frame:
+                self._owner.on_frame(_REPORT_EVERY)
             return frame if decode else True
 
         def _end(self) -> None:
             self._ended = True
+            if self._owner.on_frame and self._frames_read % _REPORT_EVERY:
+                self._owner.on_frame(self._frames_read % _REPORT_EVERY)
             self._owner._finish(self._frames_read)
 
         def reset(self) -> None:
