@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from scoretool.errors import InputError
-from scoretool.media.ffmpeg import ffmpeg_exe
+from scoretool.media.ffmpeg import ffmpeg_exe, last_error
 from scoretool.media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
@@ -144,33 +144,39 @@ class AnalysisPass:
         self._stderr_thread.join(timeout=5)
         message = b"".join(self._stderr).decode(errors="replace").strip()
         if frames_read == 0:
-            last = message.splitlines()[-1] if message else f"ffmpeg exit status {code}"
-            raise InputError(f"No video frame could be decoded from {self.path} ({last}).")
+            raise InputError(f"No video frame could be decoded from {self.path}: {last_error(message, code)}")
         if code != 0 or message:  # a damaged tail, say: keep the frames that decoded
             log.info("ffmpeg reading %s (exit %s): %s", self.path, code, message[-500:])
 
     # ------------------------------------------------------------------ the caption grid
+    @property
+    def grid_spacing(self) -> float:
+        """Seconds between two frames kept for captioning."""
+        return self.step / float(self.fps)
+
     def grid_times(self) -> list[float]:
         """Times of the frames kept for captioning (once the video has been read to its end)."""
+        return [k * self.grid_spacing for k in range(self._kept())]
+
+    def _kept(self) -> int:
         if self._grid_count is None:
             raise RuntimeError("read the analysis pass's video to its end before picking frames")
-        return [k * self.step / float(self.fps) for k in range(self._grid_count)]
+        return self._grid_count
 
     def frame_near(self, t: float, span: tuple[float, float] | None = None) -> tuple[float, Image.Image]:
         """The kept frame nearest to `t` (inside `span` when one is), and its time."""
-        times = self.grid_times()
-        if not times:
+        count = self._kept()
+        if not count:
             raise InputError(f"No video frame could be decoded from {self.path}.")
-        inside = [k for k, g in enumerate(times) if span is None or span[0] <= g < span[1]]
-        candidates = inside or range(len(times))
-        k = min(candidates, key=lambda i: abs(times[i] - t))
+        lo, hi = 0, count - 1
+        if span is not None:  # the kept frames at span[0] <= time < span[1], if there are any
+            first = max(lo, math.ceil(span[0] / self.grid_spacing - 1e-9))
+            last = min(hi, math.ceil(span[1] / self.grid_spacing - 1e-9) - 1)
+            if first <= last:
+                lo, hi = first, last
+        k = min(max(round(t / self.grid_spacing), lo), hi)
         with Image.open(Path(self._folder) / f"{k:07d}.jpg") as img:
-            return times[k], img.convert("RGB")
-
-
-def _read_exact(stream, n: int) -> bytes:
-    data = stream.read(n)
-    return data if data is not None else b""
+            return k * self.grid_spacing, img.convert("RGB")
 
 
 class _Y4MReader:
@@ -192,7 +198,7 @@ class _Y4MReader:
         marker = self._stream.readline()
         if not marker.startswith(b"FRAME"):
             return None
-        data = _read_exact(self._stream, self._frame_bytes)
+        data = self._stream.read(self._frame_bytes)  # a buffered read: short only at the end
         if len(data) < self._frame_bytes:
             return None
         yuv = np.frombuffer(data, np.uint8).reshape(self.height * 3 // 2, self.width)

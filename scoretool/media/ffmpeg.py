@@ -36,10 +36,10 @@ def run_ffmpeg(args: list[str]) -> None:
     except OSError as e:
         raise ScoreToolError(f"Could not run ffmpeg ({cmd[0]}): {e.strerror or e}.") from None
     if proc.returncode != 0:
-        raise OutputError(f"ffmpeg failed: {_last_error(proc.stderr, proc.returncode)}")
+        raise OutputError(f"ffmpeg failed: {last_error(proc.stderr, proc.returncode)}")
 
 
-def _last_error(stderr: str, returncode: int) -> str:
+def last_error(stderr: str, returncode: int) -> str:
     """ffmpeg's last line is often generic ("Error opening input files: ..."); the one before
     it names the file or the codec. Keep both, on one line, without the "[mp4 @ 0x...]" tags."""
     lines = [_TAG.sub("", line).strip() for line in stderr.splitlines()]
