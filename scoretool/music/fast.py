@@ -10,7 +10,10 @@ whatever the batch or dtype). This module decodes with the model's own weights b
 - per-item seeded sampling by the Gumbel-max trick: item i's noise comes from its own generator
   (`SeededNoise`), so a clip depends only on its prompt, length and seed, not on its batch-mates; the
   transformers path (`musicgen.SeededSampler`) uses the same noise, so both draw the same tokens;
-- the delay pattern of the codebooks as tensor ops (a table of which positions are real tokens);
+- the delay pattern of the codebooks as tensor ops (a table of the token each position is held to, or
+  -1 where the decoder chooses), which also holds an audio prompt's codes: a prompt (continuing music,
+  as long scenes and `--transition continue` do) runs through transformers' own decoder in one pass, as
+  generate's prefill does, and the loop goes on from its keys and values;
 - on CUDA: the single-token step captured in CUDA graphs (one per attention-length bucket, so early
   steps don't attend over the whole cache), half precision for the decoder with cuDNN attention (fast
   for the graph's fixed shapes; it is only slow for generate's ever-changing ones), EnCodec kept in fp32
