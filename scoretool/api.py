@@ -102,7 +102,10 @@ def analyse(input_path: str, info: MediaInfo, settings: Settings, reporter: Repo
     """The scenes of a video (bounds and seeds) and the frames to caption, scene by scene, from
     one decode of it; an image is one scene."""
     with ExitStack() as stack:
-        decoded = stack.enter_context(AnalysisPass(input_path, info)) if info.kind == "video" else None
+        decoded = None
+        if info.kind == "video":
+            grid = frames_mod.grid_fps(settings.frames_per_scene, settings.min_scene)
+            decoded = stack.enter_context(AnalysisPass(input_path, info, grid_fps=grid))
         with reporter.stage("scenes", total=decoded and decoded.frame_count) as advance:
             if decoded:
                 decoded.on_frame = advance

@@ -392,6 +392,17 @@ def test_frame_near_stays_inside_the_scene(synth):
         assert decoded.frame_near(2.1, (2.05, 2.15))[0] == 2.0
 
 
+def test_enough_frames_are_kept_for_many_frames_per_scene(synth):
+    from scoretool.media.frames import grid_fps
+
+    assert grid_fps(3, 2.0) == 4.0  # the default grid is fine for the defaults
+    assert grid_fps(8, 2.0) == pytest.approx(7 / 1.2)
+    with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"]), grid_fps=grid_fps(8, 1.5)) as decoded:
+        read_to_end(decoded)
+        taken = scene_frames(decoded, (2.0, 3.5), 8)  # the 1.5 s red scene
+    assert len({t for t, _ in taken}) == 8 and all(2.0 <= t < 3.5 for t, _ in taken)
+
+
 def test_scene_frames_records_the_times_taken(synth):
     with AnalysisPass(str(synth["cuts.mp4"]), probe(synth["cuts.mp4"])) as decoded:
         read_to_end(decoded)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from scoretool.errors import InputError
-from scoretool.media.decode import AnalysisPass
+from scoretool.media.decode import GRID_FPS, AnalysisPass
 
 
 def frame_times(start: float, end: float, n: int = 3) -> list[float]:
@@ -15,6 +15,12 @@ def frame_times(start: float, end: float, n: int = 3) -> list[float]:
     if n == 1:
         return [start + 0.5 * (end - start)]
     return [start + (0.2 + 0.6 * k / (n - 1)) * (end - start) for k in range(n)]
+
+
+def grid_fps(frames_per_scene: int, min_scene: float) -> float:
+    """Frames a second the analysis pass should keep, so that even a scene of `min_scene` seconds
+    gets `frames_per_scene` different frames between its 20% and 80% points (at least GRID_FPS)."""
+    return max(GRID_FPS, (frames_per_scene - 1) / (0.6 * max(min_scene, 1e-3)))
 
 
 def scene_frames(source: AnalysisPass | str, span: tuple[float, float], n: int) -> list[tuple[float, Image.Image]]:
