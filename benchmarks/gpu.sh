@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue #7's GPU benchmark in one go: MusicGen generate vs the fast decode loop (fp32 and half,
-# batch 1 and 8, 10 s of audio, musicgen-small shape with random weights + the tiny test model),
+# batch 1 and 8, 10 s of audio, musicgen-small shape with random weights + the tiny test model;
+# also continuing a 10 s audio prompt, batch 1),
 # BLIP batched vs one by one, and the analysis stage where its packages exist. About 4-6 minutes
 # on an H100, bounded by --budget-s and a hard timeout. Results: $OUT/bench.json, $OUT/bench.log,
 # $OUT/env.txt (default OUT=./bench-out). Needs only torch + transformers + numpy (+ sentencepiece
