@@ -89,7 +89,9 @@ class AnalysisPass:
             ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
             "-i", self.path, "-filter_complex", self._graph(),
             "-map", "[detect]", "-f", "yuv4mpegpipe", "pipe:1",
-            "-map", "[grid]", "-fps_mode", "passthrough", "-q:v", "2", "-start_number", "0", str(Path(self._folder) / "%07d.jpg"),
+            # -r at the grid's own rate (its timestamps are made regular in the graph): one file per kept
+            # frame, with no ffmpeg-version-specific sync option.
+            "-map", "[grid]", "-r", str(self._grid_rate), "-q:v", "2", "-start_number", "0", str(Path(self._folder) / "%07d.jpg"),
         ]  # fmt: skip
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
@@ -129,7 +131,8 @@ class AnalysisPass:
         return (
             f"[0:V:0]setpts=PTS-STARTPTS,fps={self.fps},split[a][b];"
             f"[a]{detect}:flags=fast_bilinear,format=yuv420p[detect];"
-            f"[b]select='not(mod(n,{self.step}))',{caption}:flags=bicubic,format=yuvj420p[grid]"
+            f"[b]select='not(mod(n,{self.step}))',setpts=N/(({self._grid_rate})*TB),"
+            f"{caption}:flags=bicubic,format=yuvj420p[grid]"
         )
 
     def _drain_stderr(self) -> None:
@@ -149,6 +152,10 @@ class AnalysisPass:
             log.info("ffmpeg reading %s (exit %s): %s", self.path, code, message[-500:])
 
     # ------------------------------------------------------------------ the caption grid
+    @property
+    def _grid_rate(self) -> Fraction:
+        return self.fps / self.step
+
     @property
     def grid_spacing(self) -> float:
         """Seconds between two frames kept for captioning."""
