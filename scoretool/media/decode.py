@@ -128,9 +128,12 @@ class AnalysisPass:
                       f":h='if(gte(iw,ih),-2,min({DETECT_SIZE},ih))'")  # fmt: skip
         caption = (f"scale=w='if(gte(iw,ih),-2,min({CAPTION_SIDE},iw))'"
                    f":h='if(gte(iw,ih),min({CAPTION_SIDE},ih),-2)'")  # fmt: skip
+        # Detection frames are point-sampled (`neighbor`, the cheapest scaler): PySceneDetect's own
+        # cv2 linear shrink reads only 2 x 2 pixels per output pixel at this factor, so it is no
+        # smoother, and its detectors only compare frame to frame.
         return (
             f"[0:V:0]setpts=PTS-STARTPTS,fps={self.fps},split[a][b];"
-            f"[a]{detect}:flags=fast_bilinear,format=yuv420p[detect];"
+            f"[a]{detect}:flags=neighbor,format=yuv420p[detect];"
             f"[b]select='not(mod(n,{self.step}))',setpts=N/(({self._grid_rate})*TB),"
             f"{caption}:flags=bicubic,format=yuvj420p[grid]"
         )
