@@ -446,7 +446,7 @@ def music_part(args, section: dict, report: Report, budget: Budget) -> None:
         record(checks, "greedy_fp32", greedy_check, report)
 
         def sampling_check():
-            from scoretool.music.musicgen import SeededSampler
+            from scoretool.music.sampling import SeededSampler
 
             budget.need(25 if cuda else 5, f"{name} sampling check")
             batch = 3

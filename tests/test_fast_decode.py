@@ -14,11 +14,16 @@ import torch
 
 from scoretool import testing
 from scoretool.music import fast as fastmod
-from scoretool.music.fast import FastMusicgen, NonFiniteLogits, SeededNoise, unsupported_reason
+from scoretool.music import sampling
+from scoretool.music.fast import FastMusicgen
 from scoretool.music.musicgen import MusicGenGenerator
+from scoretool.music.sampling import SeededNoise
+from scoretool.music.support import NonFiniteLogits, Unsupported, unsupported_reason
+from scoretool.specs import ModelSpec, Sampling
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+SAMPLING = Sampling()
 PROMPTS = ["calm piano melody with soft strings", "drums", "a dog running on the beach at night"]
 # The CPU loop follows transformers op for op; the other two run the GPU loop's code eagerly.
 MODES = {
@@ -191,7 +196,7 @@ def test_sampling_is_seeded_reproducible_and_independent_of_the_batch(tiny):
 def test_seeded_noise_is_the_same_drawn_step_by_step_or_at_once():
     a = SeededNoise([1, 2], 4, 16, "cpu")
     b = SeededNoise([1, 2], 4, 16, "cpu")
-    steps = fastmod.NOISE_CHUNK * 2 + 5
+    steps = sampling.NOISE_CHUNK * 2 + 5
     block = a.block(steps)
     assert block.shape == (steps, 2, 4, 16)
     assert torch.equal(block, torch.stack([b.step(s) for s in range(steps)]))
@@ -200,8 +205,8 @@ def test_seeded_noise_is_the_same_drawn_step_by_step_or_at_once():
 
 @pytest.fixture(scope="module")
 def generators(tiny_dir):
-    hf = MusicGenGenerator(str(tiny_dir), "cpu", use_fast=False)
-    quick = MusicGenGenerator(str(tiny_dir), "cpu", use_fast=True)
+    hf = MusicGenGenerator(ModelSpec(str(tiny_dir), "cpu"), use_fast=False)
+    quick = MusicGenGenerator(ModelSpec(str(tiny_dir), "cpu"), use_fast=True)
     assert hf.fast is None and hf.fallback_reason
     assert quick.fast is not None and quick.fallback_reason is None
     return hf, quick
@@ -211,8 +216,8 @@ def test_generator_fast_and_transformers_paths_give_the_same_music(generators):
     hf, quick = generators
     prompts, durations, seeds = PROMPTS, [1.0, 0.5, 0.77], [11, 12, 13]
     steps = []
-    a = hf.generate(prompts, durations, seeds)
-    b = quick.generate(prompts, durations, seeds, on_step=steps.append)
+    a = hf.generate(prompts, durations, seeds, SAMPLING)
+    b = quick.generate(prompts, durations, seeds, SAMPLING, on_step=steps.append)
     # Two calls on a CPU: (1.0, 0.77) together and 0.5 alone, each generated 0.16 s past its end.
     assert sum(steps) == quick.steps(durations) == (58 + 3) + (33 + 3)
     assert [x.shape for x in b] == [(32000, 1), (16000, 1), (24640, 1)]
@@ -227,8 +232,8 @@ def test_generator_continuation_fast_and_transformers_paths_give_the_same_music(
     steps, prompted = [], []
     original = quick.fast.generate_codes
     monkeypatch.setattr(quick.fast, "generate_codes", lambda *a, **k: prompted.append(k["prompt_codes"].shape) or original(*a, **k))
-    a = hf.continue_from("calm piano", context, 0.4, seed=5)
-    b = quick.continue_from("calm piano", context, 0.4, seed=5, on_step=steps.append)
+    a = hf.continue_from("calm piano", context, 0.4, 5, SAMPLING)
+    b = quick.continue_from("calm piano", context, 0.4, 5, SAMPLING, on_step=steps.append)
     assert prompted == [(1, 4, 30)]  # the fast loop ran, on the last 0.6 s of context as 30 frames
     assert quick.fast is not None and quick.fallback_reason is None
     assert sum(steps) == quick.new_tokens(0.4) == 23
@@ -242,8 +247,8 @@ def test_generator_greedy_switch(generators):
     for gen in generators:
         gen.do_sample = False
     try:
-        a = hf.generate(PROMPTS[:2], [0.6, 0.6], [1, 2])
-        b = quick.generate(PROMPTS[:2], [0.6, 0.6], [3, 4])  # seeds don't matter when greedy
+        a = hf.generate(PROMPTS[:2], [0.6, 0.6], [1, 2], SAMPLING)
+        b = quick.generate(PROMPTS[:2], [0.6, 0.6], [3, 4], SAMPLING)  # seeds don't matter when greedy
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
     finally:
         for gen in generators:
@@ -253,8 +258,8 @@ def test_generator_greedy_switch(generators):
 def test_very_short_clips_keep_the_delay_pattern(generators):
     hf, quick = generators
     assert quick.new_tokens(0.01) == 6  # 3 frames: fewer would make transformers drop the delay pattern
-    a = hf.generate(["drums"], [0.01], [3])
-    b = quick.generate(["drums"], [0.01], [3])
+    a = hf.generate(["drums"], [0.01], [3], SAMPLING)
+    b = quick.generate(["drums"], [0.01], [3], SAMPLING)
     assert a[0].shape == b[0].shape == (320, 1) and np.array_equal(a[0], b[0])
 
 
@@ -276,7 +281,7 @@ def test_unsupported_models_are_named():
     assert "MusicgenMelodyForConditionalGeneration" in unsupported_reason(melody)
     tiny_model.generation_config.eos_token_id = 5
     assert "eos_token_id" in unsupported_reason(tiny_model)
-    with pytest.raises(fastmod.Unsupported):
+    with pytest.raises(Unsupported):
         FastMusicgen(tiny_model, "cpu")
 
 
@@ -289,15 +294,15 @@ def _tmp():
 def test_fallback_with_a_logged_reason_still_gives_the_right_audio(tiny_dir, monkeypatch, caplog):
     monkeypatch.setattr(fastmod, "unsupported_reason", lambda model: "pretend this model is a melody model")
     with caplog.at_level(logging.INFO, logger="scoretool"):
-        gen = MusicGenGenerator(str(tiny_dir), "cpu")
+        gen = MusicGenGenerator(ModelSpec(str(tiny_dir), "cpu"))
     assert gen.fast is None and gen.fallback_reason == "pretend this model is a melody model"
     assert "pretend this model is a melody model" in caplog.text
-    clips = gen.generate(["drums", "calm piano"], [0.5, 0.25], [1, 2])
+    clips = gen.generate(["drums", "calm piano"], [0.5, 0.25], [1, 2], SAMPLING)
     assert [c.shape for c in clips] == [(16000, 1), (8000, 1)]
 
 
 def test_a_failing_fast_path_falls_back_for_good_with_a_warning(tiny_dir, monkeypatch, caplog):
-    gen = MusicGenGenerator(str(tiny_dir), "cpu")
+    gen = MusicGenGenerator(ModelSpec(str(tiny_dir), "cpu"))
     assert gen.fast is not None
 
     def boom(*args, **kwargs):
@@ -305,7 +310,7 @@ def test_a_failing_fast_path_falls_back_for_good_with_a_warning(tiny_dir, monkey
 
     monkeypatch.setattr(gen.fast, "generate_codes", boom)
     with caplog.at_level(logging.WARNING, logger="scoretool"):
-        clips = gen.generate(["drums"], [0.5], [1])
+        clips = gen.generate(["drums"], [0.5], [1], SAMPLING)
     assert clips[0].shape == (16000, 1)
     assert gen.fast is None and "simulated capture failure" in gen.fallback_reason
     assert "simulated capture failure" in caplog.text
@@ -316,17 +321,16 @@ def test_non_finite_logits_are_caught_not_returned(tiny):
     inputs = processor(text=["drums"], return_tensors="pt")
     for options in ({}, dict(static=True, fused=True)):
         fast = FastMusicgen(model, "cpu", **options)
-        fast.heads = [torch.full_like(h, float("inf")) for h in fast.heads]
-        if fast.heads_stacked is not None:
-            fast.heads_stacked = torch.full_like(fast.heads_stacked, float("inf"))
+        shape, weight, bias, eps = fast.decoder.final_ln
+        fast.decoder.final_ln = (shape, torch.full_like(weight, float("inf")), bias, eps)
         with pytest.raises(NonFiniteLogits):
             fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], 10, seeds=[1])
-    assert torch.isfinite(model.decoder.lm_heads[0].weight).all()  # the model's own weights untouched
+    assert torch.isfinite(model.decoder.model.decoder.layer_norm.weight).all()  # the model's own weights untouched
 
 
 def test_env_switch_turns_the_fast_path_off(tiny_dir, monkeypatch):
     monkeypatch.setenv("SCORETOOL_FAST_MUSICGEN", "0")
-    gen = MusicGenGenerator(str(tiny_dir), "cpu")
+    gen = MusicGenGenerator(ModelSpec(str(tiny_dir), "cpu"))
     assert gen.fast is None and "SCORETOOL_FAST_MUSICGEN" in gen.fallback_reason
 
 

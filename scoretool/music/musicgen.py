@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
 
 import numpy as np
 
 from .. import models
+from ..specs import ModelSpec, Sampling
 
 WINDOW = 30.0  # seconds: MusicGen's trained context
 CONTEXT = 10.0  # seconds of the previous window a new window hears (20 s of new music per window)
@@ -40,65 +40,9 @@ def buckets(durations: list[float], max_batch: int, min_fill: float) -> list[lis
         else:
             groups.append([i])
     return groups
+
+
 log = logging.getLogger("scoretool")
-
-
-class SeededSampler:
-    """Guidance and sampling done per batch item, each from that item's own seeded noise.
-
-    transformers samples the whole batch from one global RNG, so a scene's music would depend on
-    which other scenes shared its batch. This processor runs before MusicGen's own guidance step,
-    on the doubled (conditional + unconditional) scores: it applies the guidance itself, draws each
-    item's tokens (temperature, top-k, Gumbel-max with the item's own `SeededNoise`, the scheme the
-    fast path uses), and returns the same finite one-hot scores for both halves, so the guidance
-    step after it changes nothing and greedy decoding picks the drawn token. A clip then depends
-    only on its prompt, duration and seed.
-    """
-
-    def __init__(self, seeds: list[int], rows_per_item: int, guidance_scale: float, temperature: float, top_k: int, device):
-        import torch
-
-        self.torch = torch
-        self.seeds = [int(s) for s in seeds]
-        self.rows_per_item = rows_per_item
-        self.guidance_scale = guidance_scale
-        self.temperature = temperature
-        self.top_k = top_k
-        self.device = device
-        self.noise = None
-        self.step = 0
-
-    def __call__(self, input_ids, scores):
-        from .fast import SeededNoise, choose, guide
-
-        torch = self.torch
-        logits = scores.float()
-        items, rows = len(self.seeds), self.rows_per_item
-        guided = logits.shape[0] == 2 * rows * items
-        if guided:
-            cond, uncond = logits.chunk(2)
-            logits = guide(cond, uncond, self.guidance_scale)
-        if self.noise is None:
-            self.noise = SeededNoise(self.seeds, rows, logits.shape[-1], logits.device)
-        noise = self.noise.step(self.step)  # (items, rows, vocab)
-        self.step += 1
-        chosen = choose(logits.view(items, rows, -1), self.temperature, self.top_k, noise).view(-1, 1)
-        # Finite, so that the guidance step's (cond - uncond) stays 0 instead of inf - inf = nan.
-        one_hot = torch.full_like(logits, -1e4).scatter_(1, chosen, 0.0)
-        return torch.cat([one_hot, one_hot]).to(scores.dtype) if guided else one_hot.to(scores.dtype)
-
-
-class StepCallback:
-    """A stopping criterion that never stops: it only reports each decoding step."""
-
-    def __init__(self, on_step: Callable[[int], None]):
-        self.on_step = on_step
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        self.on_step(1)
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def _env_use_fast() -> bool | None:
@@ -114,7 +58,8 @@ class MusicGenGenerator:
     """`use_fast`: None = the fast decode loop where it applies (env SCORETOOL_FAST_MUSICGEN=0/1 overrides),
     True = ask for it (a fallback is then a warning), False = always transformers' `generate`.
     `do_sample=False` decodes greedily (for tests: both paths then give transformers' greedy tokens).
-    `dtype`: the fast path's decoder dtype (default fp16 on CUDA, fp32 elsewhere).
+    `spec.precision` sets the fast path's decoder dtype (fp16, bf16, fp32); sampling settings come with
+    each call (`Sampling`), so one loaded model serves any guidance, temperature and top-k.
     After construction, `fallback_reason` says why `generate` is used, or is None.
     """
 
@@ -122,30 +67,25 @@ class MusicGenGenerator:
 
     def __init__(
         self,
-        model: str,
-        device: str,
-        guidance_scale: float = 3.0,
-        temperature: float = 1.0,
-        top_k: int = 250,
+        spec: ModelSpec,
         *,
         use_fast: bool | None = None,
         do_sample: bool = True,
-        dtype=None,
         fast_options: dict | None = None,
     ):
         import torch
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
         role = "music model (--music-model)"
-        self.model_id = models.resolve(model)
-        self.processor = models.load(model, role, AutoProcessor.from_pretrained)
-        self.model = models.load(model, role, MusicgenForConditionalGeneration.from_pretrained)
+        device = spec.device
+        self.spec = spec
+        self.model_id = models.resolve(spec.model)
+        self.processor = models.load(spec.model, role, AutoProcessor.from_pretrained)
+        self.model = models.load(spec.model, role, MusicgenForConditionalGeneration.from_pretrained)
         self.model.to(device).eval()
         self.device = device
-        self.guidance_scale = guidance_scale
-        self.temperature = temperature
-        self.top_k = top_k
         self.do_sample = do_sample
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(spec.precision)
         codec = self.model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
         self.frame_rate = self.sample_rate / codec.hop_length
@@ -170,7 +110,8 @@ class MusicGenGenerator:
     # ------------------------------------------------------------------ fast path management
 
     def _build_fast(self, dtype, options) -> None:
-        from .fast import FastMusicgen, Unsupported
+        from .fast import FastMusicgen
+        from .support import Unsupported
 
         try:
             self.fast = FastMusicgen(self.model, self.device, dtype=dtype, **options)
@@ -210,7 +151,7 @@ class MusicGenGenerator:
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, prompts, durations, seeds, on_step=None) -> list[np.ndarray]:
+    def generate(self, prompts, durations, seeds, sampling: Sampling, on_step=None) -> list[np.ndarray]:
         if not (len(prompts) == len(durations) == len(seeds)):
             raise ValueError("prompts, durations and seeds must have the same length")
         # Longest first, so each batch generates to a length close to all of its members'. A clip
@@ -219,30 +160,32 @@ class MusicGenGenerator:
         clips: dict[int, np.ndarray] = {}
         for batch in buckets(first, MAX_BATCH, self.min_fill):
             longest = first[batch[0]] + LOOKAHEAD
-            audio = self._generate_batch([prompts[i] for i in batch], longest, [seeds[i] for i in batch], on_step)
+            audio = self._generate_batch([prompts[i] for i in batch], longest, [seeds[i] for i in batch], sampling, on_step)
             for row, i in enumerate(batch):
                 clips[i] = audio[row, :, : round(first[i] * self.sample_rate)].T.copy()
         for i, duration in enumerate(durations):
             if duration > WINDOW:
-                clips[i] = self._extend(prompts[i], clips[i], duration, seeds[i], on_step)
+                clips[i] = self._extend(prompts[i], clips[i], duration, seeds[i], sampling, on_step)
         return [clips[i] for i in range(len(prompts))]
 
     def windows(self, duration: float) -> int:
         """How many `generate` windows a clip of `duration` seconds takes."""
         return 1 + max(0, math.ceil((duration - WINDOW - 1e-9) / (WINDOW - CONTEXT)))
 
-    def _extend(self, prompt: str, audio: np.ndarray, duration: float, seed: int, on_step) -> np.ndarray:
+    def _extend(self, prompt: str, audio: np.ndarray, duration: float, seed: int, sampling: Sampling, on_step) -> np.ndarray:
         """Grow a clip past the window: each new window is conditioned on the last CONTEXT seconds
         (as audiocraft's `extend_stride` does), so a long scene is one piece, not loops."""
         target = round(duration * self.sample_rate)
         window = 1
         while len(audio) < target:
             need = min(WINDOW - CONTEXT, (target - len(audio)) / self.sample_rate)
-            audio = self.continue_from(prompt, audio, need, seed + 1000 * window, on_step)
+            audio = self.continue_from(prompt, audio, need, seed + 1000 * window, sampling, on_step)
             window += 1
         return audio[:target]
 
-    def continue_from(self, prompt: str, audio: np.ndarray, duration: float, seed: int, on_step=None) -> np.ndarray:
+    def continue_from(
+        self, prompt: str, audio: np.ndarray, duration: float, seed: int, sampling: Sampling, on_step=None
+    ) -> np.ndarray:
         """`audio` followed by `duration` more seconds that continue it, steered by `prompt`.
 
         MusicGen hears the last CONTEXT seconds (EnCodec codes as the decoder's prefix) and goes on
@@ -254,7 +197,7 @@ class MusicGenGenerator:
         inputs = self.processor(
             text=[prompt], audio=[context[:, 0]], sampling_rate=self.sample_rate, padding=True, return_tensors="pt"
         ).to(self.device)
-        out = self._run(inputs, self.new_tokens(duration), [seed], on_step)[0].T
+        out = self._run(inputs, self.new_tokens(duration), [seed], sampling, on_step)[0].T
         # The codec's rendering of the context leads the output: join on it with a short crossfade.
         seam = min(round(SEAM * self.sample_rate), context_len)
         fade = np.linspace(0.0, 1.0, seam, dtype=np.float32)[:, None]
@@ -262,21 +205,22 @@ class MusicGenGenerator:
         new = out[context_len : context_len + round(duration * self.sample_rate)]
         return np.concatenate([audio[: len(audio) - seam], joined, new]).astype(np.float32)
 
-    def _generate_batch(self, prompts, longest, seeds, on_step) -> np.ndarray:
+    def _generate_batch(self, prompts, longest, seeds, sampling: Sampling, on_step) -> np.ndarray:
         inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
-        return self._run(inputs, self.new_tokens(longest), seeds, on_step)
+        return self._run(inputs, self.new_tokens(longest), seeds, sampling, on_step)
 
-    def _run(self, inputs, new_tokens, seeds, on_step) -> np.ndarray:
+    def _run(self, inputs, new_tokens, seeds, sampling: Sampling, on_step) -> np.ndarray:
         """Audio (batch, channels, samples) for processor inputs (text, and an audio prompt if any):
         the fast loop where it applies, else transformers' generate."""
         if self.fast is not None:
-            audio = self._fast_batch(inputs, new_tokens, seeds, on_step)
+            audio = self._fast_batch(inputs, new_tokens, seeds, sampling, on_step)
             if audio is not None:
                 return audio
-        return self._hf_batch(inputs, new_tokens, seeds, on_step)
+        return self._hf_batch(inputs, new_tokens, seeds, sampling, on_step)
 
-    def _fast_batch(self, inputs, new_tokens, seeds, on_step):
-        from .fast import FastMusicgen, NonFiniteLogits, Unsupported
+    def _fast_batch(self, inputs, new_tokens, seeds, sampling: Sampling, on_step):
+        from .fast import FastMusicgen
+        from .support import NonFiniteLogits, Unsupported
 
         done = [0]
 
@@ -286,8 +230,8 @@ class MusicGenGenerator:
                 on_step(n)
 
         options = dict(
-            guidance_scale=self.guidance_scale, do_sample=self.do_sample, temperature=self.temperature,
-            top_k=self.top_k, seeds=seeds, on_step=count,
+            guidance_scale=sampling.guidance_scale, do_sample=self.do_sample, temperature=sampling.temperature,
+            top_k=sampling.top_k, seeds=seeds, on_step=count,
         )  # fmt: skip
         mask = inputs.get("attention_mask")
         options.update(input_values=inputs.get("input_values"), padding_mask=inputs.get("padding_mask"))
@@ -309,14 +253,18 @@ class MusicGenGenerator:
             return None
         return audio.cpu().numpy()
 
-    def _hf_batch(self, inputs, new_tokens, seeds, on_step) -> np.ndarray:
+    def _hf_batch(self, inputs, new_tokens, seeds, sampling: Sampling, on_step) -> np.ndarray:
         from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from .sampling import SeededSampler, StepCallback
 
         torch = self._torch
         rows = self.num_codebooks  # scores have one row per item and codebook (twice, with guidance)
         processors = []
         if self.do_sample:
-            processors.append(SeededSampler(seeds, rows, self.guidance_scale, self.temperature, self.top_k, self.device))
+            processors.append(
+                SeededSampler(seeds, rows, sampling.guidance_scale, sampling.temperature, sampling.top_k, self.device)
+            )
         stopping = StoppingCriteriaList([StepCallback(on_step)] if on_step else [])
         with torch.inference_mode():
             audio = self.model.generate(
@@ -324,7 +272,7 @@ class MusicGenGenerator:
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 do_sample=False,  # the sampler above samples; greedy then takes its choice
-                guidance_scale=self.guidance_scale,
+                guidance_scale=sampling.guidance_scale,
                 logits_processor=LogitsProcessorList(processors),
                 stopping_criteria=stopping,
             )

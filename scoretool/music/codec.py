@@ -1,0 +1,50 @@
+"""EnCodec, as MusicGen's `generate` uses it: an audio prompt to codes, codes to audio (fp32 always).
+
+Stereo models interleave the left and right channels' codebooks (L0 R0 L1 R1 ...); EnCodec codes and
+decodes each channel alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .support import Unsupported
+
+
+def audio_codes(codec, channels: int, input_values: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """An audio prompt's EnCodec codes (batch, codebooks, frames), as generate encodes `input_values`
+    (batch, channels, samples)."""
+    codec_device = next(codec.parameters()).device
+    input_values = input_values.to(codec_device)
+    padding_mask = padding_mask.to(codec_device) if padding_mask is not None else None
+
+    def encode(values):
+        with torch.inference_mode():
+            out = codec.encode(input_values=values, padding_mask=padding_mask, return_dict=True)
+        if out.audio_codes.shape[0] != 1:
+            raise Unsupported("the audio encoder splits the prompt into chunks")
+        if out.audio_scales is not None and any(s is not None for s in out.audio_scales):
+            raise Unsupported("the audio encoder rescales the prompt (audio_scales)")
+        return out.audio_codes[0]
+
+    if channels == 1:
+        return encode(input_values)
+    if input_values.shape[1] != 2:
+        raise ValueError(f"a stereo model needs a 2-channel audio prompt, not {input_values.shape[1]}")
+    left, right = encode(input_values[:, :1]), encode(input_values[:, 1:])
+    return torch.stack([left, right], dim=2).flatten(1, 2)  # (batch, 2K', frames): L0 R0 L1 R1 ...
+
+
+def decode_codes(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:
+    """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames), the whole batch at once."""
+    codec_device = next(codec.parameters()).device
+    codes = codes.to(codec_device)[None]
+    scales = [None] * codes.shape[1]
+    with torch.inference_mode():
+        if channels == 1:
+            audio = codec.decode(codes, audio_scales=scales).audio_values
+        else:
+            left = codec.decode(codes[:, :, ::2], audio_scales=scales).audio_values
+            right = codec.decode(codes[:, :, 1::2], audio_scales=scales).audio_values
+            audio = torch.cat([left, right], dim=1)
+    return audio.float()
