@@ -63,10 +63,12 @@ def main() -> int:
                         help="musicgen-small's shape with random weights (saved to a temp folder), scenes scaled by --scale")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every scene's length (e.g. 0.08 for --small on a CPU)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"), help="the model's precision")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from scoretool.music.musicgen import MusicGenGenerator
+    from scoretool.specs import ModelSpec, Sampling
 
     model = args.model
     if model is None:
@@ -75,7 +77,8 @@ def main() -> int:
         model = str(make_tiny_musicgen(Path(tempfile.mkdtemp()) / "musicgen"))
         if args.small:
             model = save_small_shape(model)
-    gen = MusicGenGenerator(model, args.device)
+    gen = MusicGenGenerator(ModelSpec(model, args.device, args.precision))
+    sampling = Sampling()
     calls = [0]
     inner = gen._generate_batch
 
@@ -86,16 +89,16 @@ def main() -> int:
     gen._generate_batch = counted
     prompts, durations = [p for p, _ in SCENES], [d * args.scale for _, d in SCENES]
     seeds = list(range(len(SCENES)))
-    gen.generate(prompts[:1], [1.0], [0])  # warm-up
+    gen.generate(prompts[:1], [1.0], [0], sampling)  # warm-up
 
     results = {}
     for way in ("per_scene", "batched", "per_scene_again", "batched_again"):
         calls[0] = 0
         start = time.perf_counter()
         if way.startswith("batched"):
-            clips = gen.generate(prompts, durations, seeds)
+            clips = gen.generate(prompts, durations, seeds, sampling)
         else:
-            clips = [gen.generate([p], [d], [s])[0] for p, d, s in zip(prompts, durations, seeds)]
+            clips = [gen.generate([p], [d], [s], sampling)[0] for p, d, s in zip(prompts, durations, seeds)]
         results[way] = {"seconds": time.perf_counter() - start, "generate_calls": calls[0], "clips": clips}
     same = all(np.allclose(a, b, atol=1e-4) for a, b in zip(results["batched"]["clips"], results["per_scene"]["clips"]))
     best = {w: min(results[w]["seconds"], results[w + "_again"]["seconds"]) for w in ("per_scene", "batched")}

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from .errors import PlanError
+from .media.info import MediaInfo
+from .specs import Sampling
+
+if TYPE_CHECKING:
+    from .presets import Preset
 
 PLAN_VERSION = 1
+Transition = Literal["crossfade", "cut", "continue"]
+OriginalAudio = Literal["auto", "replace", "mix", "duck"]
+DEFAULT_MUSIC_MODEL = "musicgen-small"
 
 
 @dataclass
@@ -21,10 +30,11 @@ class Settings:
     """Every knob of a run. Stored in the plan so a render reproduces the plan's choices."""
 
     caption_model: str = "blip-base"
-    music_model: str = "musicgen-small"
+    music_model: str | None = None  # None: not given, so a preset may choose (else DEFAULT_MUSIC_MODEL)
     llm_model: str | None = None  # None: the bridge's default (recorded here once a plan is made)
     bridge: str = "auto"  # auto (anthropic if ANTHROPIC_API_KEY is set, else offline) | anthropic | local | offline | none
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 | int8 (see scoretool.precision)
     seed: int = 0
     preset: str | None = None  # a style for the whole video (`scoretool presets`)
     presets_dir: str | None = None  # the user's own presets, besides the built-in ones
@@ -36,16 +46,31 @@ class Settings:
     frames_per_scene: int = 3
     image_duration: float = 15.0
     crossfade: float = 1.0
-    transition: str = "crossfade"  # crossfade (beat-aware) | cut
-    original_audio: str = "auto"  # auto | replace | mix | duck
+    transition: Transition = "crossfade"  # crossfade (beat-aware) | cut | continue
+    original_audio: OriginalAudio = "auto"
     music_level: float = -6.0  # dB of the music against the original sound (mix, duck)
     duck_depth: float = 12.0  # dB the music dips under the original's activity (duck)
     fade_in: float = 0.5
     fade_out: float = 2.0
     loudness: float = -14.0
-    guidance_scale: float = 3.0
-    temperature: float = 1.0
-    top_k: int = 250
+    # None: not given, so a preset's [generation] may set it (else the `Sampling` default). A value,
+    # even the default one, was given and wins over the preset.
+    guidance_scale: float | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+
+    def resolved(self, preset: Preset | None = None) -> Settings:
+        """Every "not given" (None) filled in: from `preset` where it sets one, else the default.
+        Idempotent; what `plan` stores, so the plan names the values that run."""
+        wanted = dict(preset.generation) if preset else {}
+        if preset and preset.model:
+            wanted["music_model"] = preset.model
+        defaults = {**asdict(Sampling()), "music_model": DEFAULT_MUSIC_MODEL}
+        return replace(self, **{k: wanted.get(k, default) for k, default in defaults.items() if getattr(self, k) is None})
+
+    def sampling(self) -> Sampling:
+        """How the music is sampled; the settings must be `resolved`."""
+        return Sampling(guidance_scale=self.guidance_scale, temperature=self.temperature, top_k=self.top_k)
 
     @classmethod
     def from_dict(cls, data: dict) -> Settings:
@@ -78,12 +103,14 @@ class Scene:
 
 @dataclass
 class Plan:
-    input: dict  # MediaInfo.to_dict()
+    input: MediaInfo  # what probing found; stored as a JSON object
     settings: Settings
     scenes: list[Scene]
     video_summary: str | None = None
     video_summary_source: str | None = None
     video_summary_fallback_reason: str | None = None
+    # The models that ran, by role ("caption", "music"): model, device, precision and why that precision.
+    models: dict[str, dict] = field(default_factory=dict)
     version: int = PLAN_VERSION
 
     @property
@@ -93,16 +120,17 @@ class Plan:
     def to_dict(self) -> dict:
         return {
             "version": self.version,
-            "input": self.input,
+            "input": self.input.to_dict(),
             "settings": asdict(self.settings),
             "video_summary": self.video_summary,
             "video_summary_source": self.video_summary_source,
             "video_summary_fallback_reason": self.video_summary_fallback_reason,
+            "models": self.models,
             "scenes": [asdict(s) for s in self.scenes],
         }
 
     def save(self, path: str | os.PathLike) -> None:
-        from .media.mux import write_atomic
+        from .files import write_atomic
 
         data = self.to_dict()
         source = data["input"].get("path")
@@ -119,19 +147,20 @@ class Plan:
             raise PlanError(f"not a scoretool plan of version {PLAN_VERSION}")
         try:
             scenes = [Scene(**s) for s in data["scenes"]]
+            info = MediaInfo.from_dict(data["input"])
+            if base_dir and not os.path.isabs(info.path):  # relative to where the plan file lives
+                info = replace(info, path=os.path.normpath(os.path.join(base_dir, info.path)))
             plan = cls(
-                input=dict(data["input"]),
+                input=info,
                 settings=Settings.from_dict(data.get("settings", {})),
                 scenes=scenes,
                 video_summary=data.get("video_summary"),
                 video_summary_source=data.get("video_summary_source"),
                 video_summary_fallback_reason=data.get("video_summary_fallback_reason"),
+                models=dict(data.get("models") or {}),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"malformed plan: {exc}") from None
-        # A plan may name its input relative to where the plan file lives.
-        if base_dir and not os.path.isabs(plan.input["path"]):
-            plan.input["path"] = os.path.normpath(os.path.join(base_dir, plan.input["path"]))
         validate(plan)
         return plan
 

@@ -132,22 +132,10 @@ def parse_preset(text: str, source: str) -> Preset:
     )
 
 
-def apply_to_settings(settings, preset: Preset):
-    """The preset's generation knobs and model fill in where the settings still hold the defaults
-    (an explicit option wins: default < preset < option)."""
-    from dataclasses import fields, replace
-
-    defaults = {f.name: f.default for f in fields(settings)}
-    wanted = dict(preset.generation)
-    if preset.model:
-        wanted["music_model"] = preset.model
-    return replace(settings, **{k: v for k, v in wanted.items() if getattr(settings, k) == defaults[k]})
-
-
 def ensure_style(prompt: str, preset: Preset, limit: int = 200) -> str:
     """A scene's prompt must carry its preset: if the bridge dropped the genre, put the preset first."""
     if preset.genre.lower() in prompt.lower():
         return prompt
-    from .bridge import trim_prompt
+    from .bridge.base import trim_prompt
 
     return trim_prompt(f"{preset.terms()}, {prompt}", limit)

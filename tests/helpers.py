@@ -49,3 +49,10 @@ def make_clip(path, colours=("red", "blue"), seconds=2.0, size="160x120", rate=2
 
 def rms_db(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12))
+
+
+def media_info(path="x.mp4", kind="video"):
+    """A probed-input record for plans built by hand in tests (no file behind it)."""
+    from scoretool.media.info import MediaInfo
+
+    return MediaInfo(path=path, kind=kind, duration=None, fps=None, width=0, height=0)

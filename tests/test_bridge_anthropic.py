@@ -22,12 +22,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scoretool.api import write_prompts
+from scoretool.stages.prompts import write_prompts
 from scoretool.bridge import PROMPT_LIMIT, LLMUnavailable, load_bridge, resolve_bridge
 from scoretool.bridge.anthropic_llm import DEFAULT_MODEL, AnthropicLLM
 from scoretool.bridge.llm import LLMBridge
 from scoretool.plans import Plan, Scene, Settings
 from scoretool.progress import Reporter
+
+from .helpers import media_info
 
 KEY = "sk-ant-test-0123456789-SECRET"
 GOOD = "Serene pastoral orchestral with strings, flute and harp, gentle 84 BPM, in D major"
@@ -157,7 +159,7 @@ def llm(server: FakeAnthropic, key: str = KEY, **options) -> AnthropicLLM:
 
 def make_plan(scenes=SCENES, kind="video") -> Plan:
     return Plan(
-        input={"path": "bbb.webm", "kind": kind},
+        input=media_info("bbb.webm", kind),
         settings=Settings(bridge="anthropic"),
         scenes=[Scene(number=i, start=float(i - 1), end=float(i), frame_captions=list(c)) for i, c in enumerate(scenes, 1)],
     )

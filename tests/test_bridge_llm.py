@@ -5,13 +5,15 @@ import threading
 
 import pytest
 
-from scoretool.api import write_prompts
+from scoretool.stages.prompts import write_prompts
 from scoretool.bridge import PROMPT_LIMIT, LLMError, load_bridge, trim_prompt
 from scoretool.bridge import prompts as P
 from scoretool.bridge.llm import LLMBridge
 from scoretool.bridge.validate import check
 from scoretool.plans import Plan, Scene, Settings
 from scoretool.progress import Reporter
+
+from .helpers import media_info
 
 GOOD = "Calm ambient with felt piano, warm pads and soft strings, slow 72 BPM, in A minor"
 
@@ -92,6 +94,9 @@ class ScriptedLLM:
         self.answers, self.calls = list(answers), []
         self._lock = threading.Lock()
 
+    def preflight(self):
+        pass
+
     def complete(self, system, messages, max_tokens=256):
         with self._lock:
             self.calls.append((system, messages))
@@ -138,7 +143,7 @@ def test_templates_image_video_style_and_users_brief():
 
 def test_write_prompts_keeps_edits_and_records_sources_per_scene():
     llm = ScriptedLLM(["A calm lake.", "A calm lake at dawn, then a storm.", GOOD])
-    plan = Plan(input={"path": "x.mp4", "kind": "video"}, settings=Settings(bridge="anthropic"), scenes=[
+    plan = Plan(input=media_info(), settings=Settings(bridge="anthropic"), scenes=[
         Scene(number=1, start=0, end=1, frame_captions=["a lake"]),
         Scene(number=2, start=1, end=2, frame_captions=["a storm"], caption="a storm", prompt="solo piano", prompt_source="user"),
     ])

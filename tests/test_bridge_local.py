@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from scoretool.api import write_prompts
+from scoretool.stages.prompts import write_prompts
 from scoretool.bridge import PROMPT_LIMIT, load_bridge
 from scoretool.bridge.local_llm import LocalLLM
 from scoretool.errors import ModelUnavailable
 from scoretool.plans import Plan, Scene, Settings
 from scoretool.progress import Reporter
 
-from .helpers import make_clip
+from .helpers import make_clip, media_info
 
 SCENES = [
     ["a green field with trees and a blue sky", "a field of grass with trees in the background"],
@@ -53,7 +53,7 @@ def test_control_tokens_inside_a_caption_stay_text(local):
 def test_word_salad_is_rejected_and_every_scene_still_gets_a_prompt(chat):
     bridge = load_bridge("local", llm_model=str(chat), device="cpu")
     assert bridge.name == "local" and bridge.model == str(chat)
-    plan = Plan(input={"path": "x.mp4", "kind": "video"}, settings=Settings(bridge="local"),
+    plan = Plan(input=media_info(), settings=Settings(bridge="local"),
                 scenes=[Scene(number=i, start=i - 1.0, end=float(i), frame_captions=c) for i, c in enumerate(SCENES, 1)])
     write_prompts(plan, bridge, Reporter())
     for scene in plan.scenes:

@@ -634,6 +634,8 @@ def test_mux_refuses_vp8_into_mp4_before_running(synth, tmp_path):
 
 
 def test_write_atomic(tmp_path):
+    from scoretool.files import write_atomic
+
     out = tmp_path / "plan.json"
     seen = []
 
@@ -642,16 +644,18 @@ def test_write_atomic(tmp_path):
         assert tmp.endswith(".json") and os.path.dirname(tmp) == str(tmp_path)
         Path(tmp).write_text("{}")
 
-    mux.write_atomic(str(out), writer)
+    write_atomic(str(out), writer)
+    umask = os.umask(0)
+    os.umask(umask)
     assert out.read_text() == "{}" and not os.path.exists(seen[0])
-    assert out.stat().st_mode & 0o777 == 0o666 & ~mux._UMASK
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
 
     def interrupted(tmp):
         Path(tmp).write_text("half")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        mux.write_atomic(str(tmp_path / "other.json"), interrupted)
+        write_atomic(str(tmp_path / "other.json"), interrupted)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
 
 

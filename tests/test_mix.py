@@ -169,10 +169,11 @@ def test_same_plan_and_seed_give_the_same_audio_bit_for_bit(tiny_models, tmp_pat
 
 def test_a_75_second_scene_is_generated_in_windows_to_the_sample(tiny_models):
     from scoretool.music import load_music_generator
+    from scoretool.specs import ModelSpec, Sampling
 
-    gen = load_music_generator(str(tiny_models["musicgen"]), "cpu")
+    gen = load_music_generator(ModelSpec(str(tiny_models["musicgen"]), "cpu"))
     steps = []
-    short, long = gen.generate(["bright plucks", "slow ambient pads"], [3.0, 75.0], [1, 2], on_step=steps.append)
+    short, long = gen.generate(["bright plucks", "slow ambient pads"], [3.0, 75.0], [1, 2], Sampling(), on_step=steps.append)
     assert gen.windows(75.0) == 4  # 30 s, then 20 s of new music per window hearing the last 10 s
     assert long.shape == (75 * RATE, 1) and short.shape == (3 * RATE, 1)
     assert sum(steps) == gen.steps([3.0, 75.0])
@@ -180,7 +181,7 @@ def test_a_75_second_scene_is_generated_in_windows_to_the_sample(tiny_models):
     seconds = long[: 75 * RATE, 0].reshape(75, RATE)
     assert np.all(np.sqrt(np.mean(seconds**2, axis=1)) > 1e-3)
     assert not np.allclose(long[40 * RATE : 45 * RATE], long[10 * RATE : 15 * RATE])
-    (alone,) = gen.generate(["slow ambient pads"], [75.0], [2])
+    (alone,) = gen.generate(["slow ambient pads"], [75.0], [2], Sampling())
     assert np.allclose(alone, long, atol=1e-4)  # same seed: the same piece, batch or not
 
 

@@ -75,15 +75,16 @@ def test_plan_edit_then_render_honours_the_edit(settings, tmp_path):
 
 def test_same_seed_same_music_and_a_scene_does_not_depend_on_its_batch(settings):
     from scoretool.music import load_music_generator
+    from scoretool.specs import ModelSpec, Sampling
 
-    gen = load_music_generator(settings.music_model, "cpu")
-    together = gen.generate(["calm piano", "fast drums", "ambient pads"], [1.0, 2.0, 1.5], [5, 6, 7])
-    alone = gen.generate(["fast drums"], [2.0], [6])
-    again = gen.generate(["calm piano", "fast drums", "ambient pads"], [1.0, 2.0, 1.5], [5, 6, 7])
+    gen = load_music_generator(ModelSpec(settings.music_model, "cpu"))
+    together = gen.generate(["calm piano", "fast drums", "ambient pads"], [1.0, 2.0, 1.5], [5, 6, 7], Sampling())
+    alone = gen.generate(["fast drums"], [2.0], [6], Sampling())
+    again = gen.generate(["calm piano", "fast drums", "ambient pads"], [1.0, 2.0, 1.5], [5, 6, 7], Sampling())
     assert [c.shape[0] for c in together] == [32000, 64000, 48000]
     assert np.array_equal(together[0], again[0]) and np.array_equal(together[2], again[2])
     assert np.allclose(alone[0], together[1], atol=1e-4)
-    other_seed = gen.generate(["fast drums"], [2.0], [99])
+    other_seed = gen.generate(["fast drums"], [2.0], [99], Sampling())
     assert not np.allclose(other_seed[0], alone[0])
 
 

@@ -202,6 +202,6 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
     """Write 24-bit WAV or FLAC (by the extension) atomically; the limiter kept it under full scale."""
     import soundfile
 
-    from ..media.mux import write_atomic
+    from ..files import write_atomic
 
     write_atomic(path, lambda tmp: soundfile.write(tmp, audio, sample_rate, subtype="PCM_24"))

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 
-from . import API_KEY_ENV, LLMError, LLMUnavailable
+from .base import API_KEY_ENV, LLMError, LLMUnavailable
 
 DEFAULT_MODEL = "claude-haiku-5-5"
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})

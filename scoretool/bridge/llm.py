@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from . import LLM, Answer, LLMError, trim_prompt
+from .base import LLM, Answer, LLMError, trim_prompt
 from . import prompts as P
 from .offline import OfflineBridge
 from .validate import LIMITS, check
@@ -40,14 +40,14 @@ class LLMBridge:
         self._tripped: str | None = None
         self._lock = threading.Lock()
         self.name = llm.name
-        self.model = getattr(llm, "model", None)
-        self.concurrency = getattr(llm, "concurrency", 1)
+        self.model = llm.model
+        self.concurrency = llm.concurrency
+
+    cacheable = True  # an LLM's answers are slow to get: worth keeping
 
     def preflight(self) -> None:
         """Fail fast (before minutes of captioning) when no call can succeed: a bad key, say."""
-        check_ready = getattr(self.llm, "preflight", None)
-        if check_ready:
-            check_ready()
+        self.llm.preflight()
 
     # ------------------------------------------------------------------ Bridge
 

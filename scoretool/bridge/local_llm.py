@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from . import LLMError
+from .base import LLMError
 from ..errors import ModelUnavailable
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"  # Apache-2.0, ~1 GB, quick enough on a CPU
@@ -31,6 +31,9 @@ class LocalLLM:
         self._pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         if not getattr(self.tokenizer, "chat_template", None):
             raise ModelUnavailable(f"LLM (--llm-model) '{self.model}' has no chat template: use an instruct/chat model")
+
+    def preflight(self) -> None:
+        """Loaded already (a missing model or template failed in __init__): nothing more can fail up front."""
 
     def _load(self, source: str):
         import torch

@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections import Counter
 
-from . import Answer, trim_prompt
+from .base import Answer, trim_prompt
 from .lexicon import (
     AGENT_WORDS,
     DEFAULT_SETTING,
@@ -82,6 +82,12 @@ def _family(instrument: str) -> str:
 
 class OfflineBridge:
     name = "offline"
+    model = None
+    concurrency = 1
+    cacheable = False  # instant and deterministic: nothing to gain from a cache
+
+    def preflight(self) -> None:
+        """Nothing can fail: no network, no model."""
 
     def scene_caption(self, frame_captions: list[str], user_prompt: str | None = None) -> Answer:
         """The frame caption that shares most with the others, plus one that differs from it."""

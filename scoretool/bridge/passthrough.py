@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from . import Answer, trim_prompt
+from .base import Answer, trim_prompt
 
 
 class PassthroughBridge:
     name = "none"
+    model = None
+    concurrency = 1
+    cacheable = False  # instant and deterministic: nothing to gain from a cache
+
+    def preflight(self) -> None:
+        """Nothing can fail: no network, no model."""
 
     def scene_caption(self, frame_captions, user_prompt=None) -> Answer:
         # The middle frame stands for the scene; a user prompt replaces the pictures entirely.

@@ -14,7 +14,7 @@ pairs sent as earlier turns of the chat: two few-shot examples per bridging temp
 
 from __future__ import annotations
 
-from . import PROMPT_LIMIT
+from .base import PROMPT_LIMIT
 
 CAPTION_LIMIT = 300  # characters; a scene caption is one sentence
 SUMMARY_LIMIT = 300

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from . import PROMPT_LIMIT, trim_prompt
+from .base import PROMPT_LIMIT, trim_prompt
 from .lexicon import GENRE_WORDS, INSTRUMENT_WORDS, TEMPO_WORDS
 from .prompts import CAPTION_LIMIT, SUMMARY_LIMIT
 

@@ -33,7 +33,7 @@ from PIL import Image
 
 from scoretool.errors import InputError
 from scoretool.media.ffmpeg import ffmpeg_exe, last_error
-from scoretool.media.probe import MediaInfo
+from scoretool.media.info import MediaInfo
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 
 from scoretool.errors import OutputError
+from scoretool.files import write_atomic
 from scoretool.media.ffmpeg import run_ffmpeg
-from scoretool.media.probe import MediaInfo
+from scoretool.media.info import MediaInfo
 
 OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
     "video": (".mp4", ".m4v", ".mov", ".mkv", ".webm"),
@@ -62,8 +63,6 @@ _STILL_MAX_SIDE = 4096
 
 # The process umask, for giving written files ordinary permissions (read once: os.umask can
 # only be read by setting it).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def check_output_path(
@@ -123,33 +122,6 @@ def check_container(info: MediaInfo, output_path: str) -> None:
 def _takes(muxer: str, codec: str) -> bool:
     allowed = _COPYABLE[muxer]
     return allowed is None or codec in allowed
-
-
-def write_atomic(output_path: str, writer: Callable[[str], None]) -> None:
-    """Call writer(temp_path) for a temp file beside `output_path`, then rename it into place.
-
-    The temp name keeps the real extension (tools pick the format from it). On any failure,
-    KeyboardInterrupt included, the temp file is removed and `output_path` is untouched.
-    """
-    folder = os.path.dirname(os.path.abspath(output_path))
-    stem, ext = os.path.splitext(os.path.basename(output_path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=ext, dir=folder)
-    except OSError as e:
-        raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the output should look normal
-        writer(tmp)
-        if os.path.getsize(tmp) == 0:
-            raise OutputError(f"Nothing was written to {output_path}.")
-        os.replace(tmp, output_path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):  # disk full, folder gone, ...: a user-facing sentence
-            raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
-        raise
 
 
 def mux_video(info: MediaInfo, audio_wav: str, output_path: str, relimit: Relimit | None = None) -> None:

@@ -7,16 +7,14 @@ where that frame sits in the file so the mux can line the music up with it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
 
 import av
 
 from scoretool.errors import InputError
+from scoretool.media.info import MediaInfo
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -27,36 +25,6 @@ _IMAGE_DEMUXERS = ("image2", "_pipe")
 _TAIL_SECONDS = 10.0
 # Packets to try before giving up on decoding the first frame (covers a broken first GOP).
 _MAX_PACKETS_FOR_FIRST_FRAME = 500
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    path: str
-    kind: Literal["video", "image"]
-    duration: float | None  # seconds of the video stream; None for images
-    fps: float | None
-    width: int
-    height: int
-    start_time: float = 0.0  # pts of the first video frame, seconds; 0 for images
-    video_codec: str | None = None
-    container: str = ""  # demuxer / image format name
-    frame_count: int | None = None  # as the container states it; None when it does not (WebM)
-    has_audio: bool = False
-    audio_channels: int | None = None
-    audio_rate: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MediaInfo:
-        """Inverse of to_dict; unknown keys are ignored so newer plans still load."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
-        missing = required - data.keys()
-        if missing:
-            raise ValueError(f"media info is missing {', '.join(sorted(missing))}")
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def probe(path: str | os.PathLike[str]) -> MediaInfo:

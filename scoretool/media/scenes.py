@@ -10,11 +10,26 @@ from __future__ import annotations
 import logging
 import math
 
-from scoretool.media.probe import MediaInfo
+from scoretool.media.info import MediaInfo
 
 Span = tuple[float, float]
 
-DETECTORS = ("content", "adaptive")
+
+
+def _content(threshold: float | None):
+    from scenedetect import ContentDetector
+
+    return ContentDetector() if threshold is None else ContentDetector(threshold=threshold)
+
+
+def _adaptive(threshold: float | None):
+    from scenedetect import AdaptiveDetector
+
+    return AdaptiveDetector() if threshold is None else AdaptiveDetector(adaptive_threshold=threshold)
+
+
+# PySceneDetect's detectors by name (what `--detector` takes): each makes the detector for a threshold.
+DETECTORS = {"content": _content, "adaptive": _adaptive}
 _EPS = 1e-6  # seconds; cuts closer than this to an edge or to each other are the same point
 
 log = logging.getLogger(__name__)
@@ -46,14 +61,11 @@ def cuts_in(video, *, detector: str = "content", threshold: float | None = None)
     `threshold` is ContentDetector's `threshold` (default 27) or AdaptiveDetector's
     `adaptive_threshold` (default 3).
     """
-    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
+    from scenedetect import SceneManager
 
-    if detector == "content":
-        det = ContentDetector() if threshold is None else ContentDetector(threshold=threshold)
-    elif detector == "adaptive":
-        det = AdaptiveDetector() if threshold is None else AdaptiveDetector(adaptive_threshold=threshold)
-    else:
+    if detector not in DETECTORS:
         raise ValueError(f"unknown scene detector {detector!r}: use one of {', '.join(DETECTORS)}")
+    det = DETECTORS[detector](threshold)
 
     manager = SceneManager()
     manager.auto_downscale = False  # the stream's frames are already small

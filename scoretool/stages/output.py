@@ -1,0 +1,84 @@
+"""Output: the clips mixed into the soundtrack (crossfades, fades, the original sound ducked or
+mixed, loudness), then written: a WAV of the music, or the video with its picture copied."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from ..audio.assemble import assemble, normalize_loudness, plan_transitions, true_peak_db, write_wav
+from ..audio.original import OUTPUT_RATE, combine, read_original
+from ..media import mux
+from ..media.info import MediaInfo
+from ..plans import Plan
+from ..progress import Reporter
+
+
+def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: Reporter, stems: str | None = None) -> None:
+    """Mix the clips into the soundtrack and write it: a WAV of the music, or the video with it."""
+    settings = the_plan.settings
+    info = the_plan.input
+    bounds = [(s.start, s.end) for s in the_plan.scenes]
+    with reporter.stage("mix"):
+        transitions = plan_transitions(clips, bounds, rate, settings.transition, settings.crossfade)
+        music = assemble(clips, bounds, rate, settings.crossfade, settings.fade_in, settings.fade_out, transitions)
+        music = normalize_loudness(music, rate, settings.loudness)
+        if stems:
+            write_stems(stems, the_plan, clips, music, rate)
+        if os.path.splitext(output)[1].lower() in mux.OUTPUT_KINDS["audio"]:
+            write_wav(output, music, rate)
+            return
+        mode = original_audio_mode(settings.original_audio, info)
+        original = None
+        if mode != "replace":
+            original = read_original(info.path, info.start_time, the_plan.duration)
+            original = normalize_loudness(original, OUTPUT_RATE, settings.loudness)
+        soundtrack = combine(music, rate, original, mode, settings.music_level, settings.duck_depth)
+        soundtrack = normalize_loudness(soundtrack, OUTPUT_RATE, settings.loudness)
+    with reporter.stage("mux"), tempfile.TemporaryDirectory(prefix="scoretool-") as tmp:
+        wav = os.path.join(tmp, "soundtrack.wav")
+        write_wav(wav, soundtrack, OUTPUT_RATE)
+        encoded = [soundtrack]  # what the last encode was given
+
+        def relimit(over_db: float) -> str:
+            """The encoded sound peaked `over_db` over the limit: the same loudness, limited that much
+            (and a little) under what was encoded."""
+            ceiling = true_peak_db(encoded[0], OUTPUT_RATE) - over_db - 0.2
+            encoded[0] = normalize_loudness(soundtrack, OUTPUT_RATE, settings.loudness, ceiling)
+            quieter = os.path.join(tmp, f"soundtrack{ceiling:.2f}.wav")
+            write_wav(quieter, encoded[0], OUTPUT_RATE)
+            return quieter
+
+        if info.kind == "image":
+            mux.still_video(info.path, wav, output, the_plan.duration, relimit)
+        else:
+            mux.mux_video(info, wav, output, relimit)
+
+
+def original_audio_mode(requested: str, info: MediaInfo) -> str:
+    """`auto` ducks the music under the input's own sound when it has one, else replaces."""
+    if requested == "auto":
+        return "duck" if info.has_audio else "replace"
+    if requested != "replace" and not info.has_audio:
+        return "replace"  # nothing to mix with
+    return requested
+
+
+def write_stems(folder: str, the_plan: Plan, clips: list, music, rate: int) -> None:
+    """For an editor's own timeline: the whole music track, each scene's clip, and the plan."""
+    write_wav(os.path.join(folder, "music.wav"), music, rate)
+    for scene, clip in zip(the_plan.scenes, clips):
+        write_wav(os.path.join(folder, f"scene_{scene.number:02d}.wav"), clip, rate)
+    the_plan.save(os.path.join(folder, "plan.json"))
+
+
+def check_output(info: MediaInfo, output: str) -> str:
+    """Refuse an output we could not write, before any model is loaded. Returns "video" or "audio"."""
+    kind = mux.check_output_path(info.path, output)
+    if kind == "video" and info.kind == "video":
+        mux.check_container(info, output)
+    return kind
+
+
+def check_plan_path(input_path: str, plan_path: str) -> None:
+    mux.check_output_path(input_path, plan_path, kinds=("plan",))

@@ -1,0 +1,137 @@
+"""Prompts: the bridge turns each scene's frame captions into a scene caption, the scene captions
+into one line about the whole video, and each scene into a music prompt. A person's edits stay:
+only scenes without a prompt are bridged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from typing import TypeVar
+
+from ..bridge import Answer, Bridge, load_bridge, resolve_bridge
+from ..cache import Cache, key
+from ..errors import PlanError
+from ..plans import Plan, Scene, Settings
+from ..presets import ensure_style, get_preset, load_presets
+from ..progress import Reporter
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def open_bridge(settings: Settings, reporter: Reporter) -> tuple[Bridge, Settings]:
+    """Load the settings' bridge (`auto` resolved, the LLM's key and model checked) and say which it is.
+
+    Returns the bridge and the settings with the choice filled in (bridge name, LLM model id), as the
+    plan records them.
+    """
+    name, why = resolve_bridge(settings.bridge)
+    with reporter.stage("load models"):
+        bridge = load_bridge(name, llm_model=settings.llm_model, device=settings.device)
+        bridge.preflight()
+    reporter.note(f"bridge: {name}" + (f", model {bridge.model}" if bridge.model else "") + f" ({why})")
+    return bridge, replace(settings, bridge=name, llm_model=bridge.model)
+
+
+def write_prompts(plan: Plan, bridge: Bridge | None = None, reporter: Reporter | None = None, cache: Cache | None = None) -> None:
+    """Fill in each scene's caption and prompt where the plan has none yet (a person's edits stay).
+
+    A scene that already has a prompt is never sent to the bridge again, and no bridge is even
+    loaded when every scene has one. Scenes are bridged concurrently (up to the bridge's
+    `concurrency`), the first one alone so that a bad key costs one request, not one per scene.
+    Captions first, then the whole-video summary from all of them, then the prompts.
+    """
+    todo = [s for s in plan.scenes if not s.prompt]
+    if not todo:
+        return
+    reporter = reporter or Reporter()
+    if bridge is None:
+        bridge, plan.settings = open_bridge(plan.settings, reporter)
+    with reporter.stage("bridge", total=len(todo)) as advance:
+        _caption_scenes(plan, bridge, reporter)
+        for scene in todo:
+            if not scene.caption:
+                raise PlanError(f"scene {scene.number} has neither a caption nor a prompt: give it a prompt in the plan")
+        _summarise(plan, bridge, reporter)
+        prompt = _prompter(plan, bridge, cache, needs_presets=any(s.preset for s in todo))
+        for scene, answer in _each(todo, prompt, bridge.concurrency):
+            scene.prompt, scene.prompt_source = answer.text, answer.source
+            _record_fallback(scene, "prompt", answer, reporter)
+            advance(1)
+
+
+def _caption_scenes(plan: Plan, bridge: Bridge, reporter: Reporter) -> None:
+    user_prompt = plan.settings.prompt
+    uncaptioned = [s for s in plan.scenes if not s.caption]
+    for scene, answer in _each(uncaptioned, lambda s: bridge.scene_caption(s.frame_captions, user_prompt), bridge.concurrency):
+        scene.caption, scene.caption_source = answer.text, answer.source
+        _record_fallback(scene, "caption", answer, reporter)
+
+
+def _summarise(plan: Plan, bridge: Bridge, reporter: Reporter) -> None:
+    if plan.video_summary:
+        return
+    if len(plan.scenes) == 1:  # one scene (an image, a single shot): its caption says it all
+        only = plan.scenes[0]
+        answer = Answer(only.caption or "", only.caption_source or bridge.name)
+    else:
+        answer = bridge.video_summary([s.caption or "" for s in plan.scenes])
+    plan.video_summary, plan.video_summary_source = answer.text, answer.source
+    plan.video_summary_fallback_reason = answer.reason
+    if answer.reason:
+        reporter.note(f"video summary: {answer.reason}; used the offline bridge")
+
+
+def _prompter(plan: Plan, bridge: Bridge, cache: Cache | None, needs_presets: bool) -> Callable[[Scene], Answer]:
+    """The function that writes one scene's prompt: its preset's style, the cache for LLM answers."""
+    settings, kind = plan.settings, plan.input.kind
+    presets = load_presets(settings.presets_dir) if settings.preset or needs_presets else {}
+    cacheable = cache is not None and bridge.cacheable
+
+    def prompt(scene: Scene) -> Answer:
+        name = scene.preset or settings.preset
+        preset = get_preset(name, presets) if name else None
+        style = preset.terms() if preset else None
+        k = key("prompt", bridge.name, settings.llm_model, scene.caption, plan.video_summary, settings.prompt, style, kind)
+        cached = cache.get_json("prompt", k) if cacheable else None
+        if cached:
+            return Answer(**cached)
+        answer = bridge.music_prompt(scene.caption, summary=plan.video_summary, user_prompt=settings.prompt, kind=kind, style=style)
+        if preset:
+            answer = replace(answer, text=ensure_style(answer.text, preset))
+        if cacheable and not answer.reason:  # a fallback is not worth keeping: the next run may do better
+            cache.put_json("prompt", k, {"text": answer.text, "source": answer.source})
+        return answer
+
+    return prompt
+
+
+def _each(items: list[T], work: Callable[[T], R], workers: int) -> Iterator[tuple[T, R]]:
+    """`(item, work(item))` as each finishes: the first alone, the rest `workers` at a time.
+
+    An exception (e.g. a rejected key) cancels the calls not yet started and propagates.
+    """
+    if not items:
+        return
+    yield items[0], work(items[0])
+    if workers <= 1 or len(items) == 2:
+        for item in items[1:]:
+            yield item, work(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoretool-bridge")
+    try:
+        futures = {pool.submit(work, item): item for item in items[1:]}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_fallback(scene: Scene, step: str, answer: Answer, reporter: Reporter) -> None:
+    """Keep one line per scene saying which bridge steps fell back and why ("caption: ... | prompt: ...")."""
+    parts = [p for p in (scene.fallback_reason or "").split(" | ") if p and not p.startswith(f"{step}: ")]
+    if answer.reason:
+        parts.append(f"{step}: {answer.reason}")
+        reporter.note(f"scene {scene.number} {step}: {answer.reason}; used the offline bridge")
+    scene.fallback_reason = " | ".join(parts) or None
