@@ -265,14 +265,11 @@ def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, repo
     and the batch goes on. Exit status: 0 all scored, 3 some clips failed, 130 interrupted,
     1 the batch could not run.
     """
-    import os
     import signal
 
     from . import batch as batch_mod
 
-    settings = replace(DEFAULTS, **options)
-    if report_path and not os.path.isdir(os.path.dirname(os.path.abspath(report_path))):
-        raise click.ClickException(f"the folder for --report {report_path} does not exist")
+    batch_mod.check_report_path(report_path)
     if quiet or as_json:
         display = batch_mod.BatchDisplay()
     elif sys.stderr.isatty():
@@ -286,8 +283,8 @@ def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, repo
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         report = batch_mod.run_batch(
-            in_dir, out_dir, settings, recursive=recursive, globs=globs, images=images, fmt=fmt, jobs=jobs,
-            force=force, ray=ray_address, display=display, cache_dir=cache_dir, use_cache=not no_cache,
+            in_dir, out_dir, replace(DEFAULTS, **options), recursive=recursive, globs=globs, images=images, fmt=fmt,
+            jobs=jobs, force=force, ray=ray_address, display=display, cache_dir=cache_dir, use_cache=not no_cache,
         )
     except ScoreToolError as exc:
         if not batch_mod.clips_in_flight():
@@ -296,20 +293,8 @@ def batch(ctx, in_dir, out_dir, recursive, globs, images, fmt, jobs, force, repo
         batch_mod.exit_now(batch_mod.EXIT_FATAL)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if report_path:
-        report.write(report_path)
-    if as_json:
-        click.echo(batch_mod.json_text(report.to_dict()), nl=False)
-    elif not quiet:
-        from rich.console import Console
-
-        Console(stderr=True).print(batch_mod.summary_table(report))
-        if not report.rows:
-            click.echo(f"no {'videos or photos' if images else 'videos'} found in {in_dir}"
-                       f"{'' if recursive else ' (add --recursive for subfolders)'}", err=True)
-    if report.interrupted:
-        click.echo(f"interrupted: {report.counts['done']} clip(s) scored this time; run the same command again to resume",
-                   err=True)
+    batch_mod.show_report(report, report_path=report_path, as_json=as_json, quiet=quiet, images=images,
+                          recursive=recursive)
     if batch_mod.clips_in_flight():  # interrupted mid-clip: don't let their native code see Python shut down
         batch_mod.exit_now(report.exit_code)
     ctx.exit(report.exit_code)

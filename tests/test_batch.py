@@ -1,6 +1,7 @@
 """`scoretool batch`: a folder in, outputs under the same relative paths, resumable, fault-isolated.
 
-The CLI tests run real subprocesses with tiny random models; the model-thread tests use fakes.
+The CLI tests run real subprocesses with tiny random models; the model-server tests run the same
+tiny models in this process, loaded through the server's injectable loader (which counts them).
 """
 
 import json
@@ -13,14 +14,24 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import soundfile
+from PIL import Image
 
 from scoretool import batch
-from scoretool.batch import BatchError, Clip, CpuSlots, ModelServer, find_clips, prepare_output
+from scoretool.batch import (
+    BatchError, Clip, ClipDone, ClipFailed, ClipFinished, ClipStarted, CpuSlots, LocalExecutor, ModelServer,
+    SharedCaptioner, SharedGenerator, find_clips, load_model, prepare_output,
+)
+from scoretool.batch.server import MusicWork
+from scoretool.plans import Settings
+from scoretool.specs import ModelSpec, Sampling
 
-from .conftest import SAMPLES, SHARED_MEDIA
+from .conftest import ROOT, SAMPLES, SHARED_MEDIA
 from .helpers import audio_and_video_seconds, make_clip, video_packets_md5
 
 
@@ -47,6 +58,11 @@ def leftovers(folder):
 
 def assert_bit_exact(src, out):
     assert video_packets_md5(out) == video_packets_md5(src), out
+
+
+def preset_toml(name, guidance):
+    return (f'name = "{name}"\ndescription = "for a test"\ngenre = "ambient"\nmood = "calm"\n'
+            f'instruments = ["piano"]\ntempo = "slow"\n\n[generation]\nguidance_scale = {guidance}\n')
 
 
 # --------------------------------------------------------------------------- finding clips, paths
@@ -102,71 +118,123 @@ def test_outputs_never_leave_the_output_folder(tmp_path):
     assert not os.path.lexists(out / "planted.mp4") and not list(outside.iterdir())
 
 
-# --------------------------------------------------------------------------- the model thread
+# --------------------------------------------------------------------------- the import graph
 
 
-class FakeGenerator:
-    name, sample_rate = "fake", 100
+def test_batch_is_in_no_import_cycle_and_only_the_cli_imports_it():
+    from tools.import_graph import cycles, graph
 
-    def __init__(self):
-        self.calls = []
-        self.gate = threading.Event()
-
-    def generate(self, prompts, durations, seeds, on_step=None):
-        self.calls.append(list(prompts))
-        self.gate.wait(10)
-        if "boom" in prompts:
-            raise RuntimeError("boom")
-        return [np.full((round(d * self.sample_rate), 1), s, np.float32) for d, s in zip(durations, seeds)]
+    edges = graph()
+    assert [c for c in cycles(edges) if any(m.startswith("scoretool.batch") for m in c)] == []
+    importers = {m for m, targets in edges.items() if not m.startswith("scoretool.batch")
+                 and any(t == "scoretool.batch" or t.startswith("scoretool.batch.") for t in targets)}
+    assert importers == {"scoretool.cli"}
+    assert not (ROOT / "scoretool" / "batch.py").exists() and not (ROOT / "scoretool" / "batch_ray.py").exists()
 
 
-def test_the_model_thread_batches_clips_together_and_isolates_a_failing_one():
-    server = ModelServer(CpuSlots(2), music_batch=8, linger=0)
-    fake = server._models[("music", "m")] = FakeGenerator()
-    results = {}
+# --------------------------------------------------------------------------- the model server
 
-    def clip(name, prompts):
-        try:
-            results[name] = server.call("music", ("music", "m"), (prompts, [0.5] * len(prompts), list(range(len(prompts)))),
-                                        size=len(prompts))
-        except Exception as exc:  # noqa: BLE001
-            results[name] = exc
 
-    first = threading.Thread(target=clip, args=("first", ["a"]))
-    first.start()
-    while not fake.calls:  # the model thread is busy with the first clip...
-        time.sleep(0.01)
-    others = [threading.Thread(target=clip, args=(n, p)) for n, p in
-              [("two", ["b", "c"]), ("bad", ["boom"]), ("three", ["d", "e", "f"])]]
-    for t in others:
-        t.start()
-    time.sleep(0.3)  # ...while the other three clips queue up
-    fake.gate.set()
-    for t in [first, *others]:
-        t.join(10)
-    # One call for the first clip, one for the three that queued together; the failing batch is then
-    # retried clip by clip, so only the bad clip fails.
-    assert fake.calls[:2] == [["a"], ["b", "c", "boom", "d", "e", "f"]]
-    assert [c for c in fake.calls[2:]] == [["b", "c"], ["boom"], ["d", "e", "f"]]
-    assert isinstance(results["bad"], RuntimeError)
-    assert [r.shape for r in results["three"]] == [(50, 1)] * 3 and results["three"][2][0, 0] == 2
-    assert len(results["two"]) == 2 and len(results["first"]) == 1
+def eventually(condition, seconds=30):
+    """Wait for another thread to reach a state the test can observe (bounded)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def counting_loader():
+    """The default loader, counting what it loads."""
+    loads = Counter()
+
+    def loader(kind, spec):
+        loads[kind, spec] += 1
+        return load_model(kind, spec)
+
+    return loader, loads
+
+
+@pytest.fixture
+def specs(tiny_models):
+    return {kind: ModelSpec(str(tiny_models[name]), "cpu", "fp32") for kind, name in (("music", "musicgen"), ("caption", "blip"))}
+
+
+def queue_up(server, pool, calls):
+    """Submit each (function, *args) from a worker thread, in order, each queued before the next."""
+    futures = []
+    for call in calls:
+        futures.append(pool.submit(*call))
+        eventually(lambda: server.waiting() == len(futures))
+    return futures
+
+
+def test_the_model_server_gathers_clips_and_isolates_a_failing_one(specs):
+    loader, loads = counting_loader()
+    server = ModelServer(CpuSlots(2), music_batch=8, linger=0, inline=True, loader=loader)
+    spec, sampling = specs["music"], Sampling()
+    model = server.generator(spec)  # this thread serves: it loads at once
+    two, three = MusicWork(["rain", "drums"], [0.4, 0.4], [1, 2]), MusicWork(["piano", "bass", "harp"], [0.3] * 3, [3, 4, 5])
+    bad = MusicWork(["x", "y"], [0.4], [6])  # one duration for two prompts: the real generate refuses it
+    with ThreadPoolExecutor(3) as pool:
+        futures = queue_up(server, pool, [(server.generate, spec, sampling, w) for w in (two, bad, three)])
+        assert server.serve(timeout=0)
+        # One gathered call for the three clips; it fails, so each is retried alone and only the bad one fails.
+        assert server.calls == [("music", 3, 7), ("music", 1, 2), ("music", 1, 2), ("music", 1, 3)]
+        with pytest.raises(ValueError, match="same length"):
+            futures[1].result()
+        assert [c.shape[0] for c in futures[2].result()] == [round(0.3 * model.sample_rate)] * 3
+        assert len(futures[0].result()) == 2
+
+        # Gathered into one call, each clip's music is what it would be alone (the same tokens; the
+        # batched float arithmetic may differ in the last bits).
+        server.calls.clear()
+        futures = queue_up(server, pool, [(server.generate, spec, sampling, w) for w in (two, three)])
+        assert server.serve(timeout=0) and server.calls == [("music", 2, 5)]
+        for future, work in zip(futures, (two, three)):
+            alone = model.generate(work.prompts, work.durations, work.seeds, sampling)
+            assert all(np.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(future.result(), alone))
+    assert loads == {("music", spec): 1}
     server.stop()
 
 
-def test_other_generator_methods_run_on_the_model_thread():
-    class Continuing(FakeGenerator):
-        def continue_from(self, prompt, audio, duration, seed, on_step=None):
-            return threading.current_thread().name, prompt, len(audio), duration, seed
+def test_one_generator_per_spec_and_music_gathered_only_with_equal_sampling(specs):
+    loader, loads = counting_loader()
+    server = ModelServer(CpuSlots(2), linger=0, inline=True, loader=loader)
+    spec, usual, strong = specs["music"], Sampling(), Sampling(guidance_scale=12.0)
+    shared = [SharedGenerator(server, spec) for _ in range(3)]  # three clips, one loaded model
+    model = server.generator(spec)
+    assert shared[0].sample_rate == model.sample_rate and shared[0].spec == spec and shared[0].steps([1.0]) is None
+    work = MusicWork(["calm piano"], [0.4], [7])
+    with ThreadPoolExecutor(3) as pool:
+        futures = queue_up(server, pool, [(g.generate, work.prompts, work.durations, work.seeds, s)
+                                          for g, s in zip(shared, (usual, strong, usual))])
+        assert server.serve(timeout=0) and server.serve(timeout=0)
+    assert server.calls == [("music", 2, 2), ("music", 1, 1)]  # the two at 3.0 together, then the one at 12.0
+    assert loads == {("music", spec): 1}
+    first, strongest, last = (f.result()[0] for f in futures)
+    assert np.array_equal(first, last) and not np.array_equal(first, strongest)
+    assert np.array_equal(strongest, model.generate(work.prompts, work.durations, work.seeds, strong)[0])
+    server.stop()
 
-    server = ModelServer(CpuSlots(1), linger=0)
-    server._models[("music", "m")] = Continuing()
-    shared = batch.SharedGenerator(server, ("music", "m"))
-    assert shared.sample_rate == 100 and shared.name == "fake"
-    assert shared.continue_from("piano", np.zeros(5), 2.0, 7) == ("scoretool-models", "piano", 5, 2.0, 7)
-    assert ("continue_from", 1, 1) in server.calls
-    with pytest.raises(AttributeError):
-        shared.no_such_method
+
+def test_continue_from_and_captions_run_on_the_model_thread(specs):
+    loader, loads = counting_loader()
+    server = ModelServer(CpuSlots(2), linger=0, inline=True, loader=loader)
+    generator, captioner = SharedGenerator(server, specs["music"]), SharedCaptioner(server, specs["caption"])
+    rate = generator.sample_rate
+    start = np.zeros((rate // 10, 1), np.float32)
+    images = [Image.new("RGB", (64, 48), c) for c in ("red", "green", "blue")]
+    with ThreadPoolExecutor(3) as pool:
+        joined = queue_up(server, pool, [(generator.continue_from, "piano", start, 0.5, 3, Sampling())])[0]
+        assert not joined.done()  # queued for the model thread, not run by the clip's thread
+        assert server.serve(timeout=0) and server.calls == [("continue", 1, 1)]
+        assert joined.result().shape == (rate // 10 + rate // 2, 1)
+
+        server.calls.clear()
+        pending = queue_up(server, pool, [(captioner.caption, images[:1]), (captioner.caption, images[1:])])
+        assert server.serve(timeout=0) and server.calls == [("caption", 2, 3)]
+        assert pending[0].result() + pending[1].result() == server.captioner(specs["caption"]).caption(images)
+    assert loads == {("music", specs["music"]): 1, ("caption", specs["caption"]): 1}
     server.stop()
 
 
@@ -178,19 +246,55 @@ def test_cpu_slots_let_finishing_clips_go_first():
     def take(name, urgent):
         slots.acquire(urgent=urgent)
         order.append(name)
-        time.sleep(0.05)
         slots.release()
 
     new = threading.Thread(target=take, args=("new clip", False))
     new.start()
-    time.sleep(0.1)
+    eventually(lambda: slots.waiting() == 1)
     finishing = threading.Thread(target=take, args=("finishing clip", True))
     finishing.start()
-    time.sleep(0.1)
+    eventually(lambda: slots.waiting() == 2)
     slots.release()
-    new.join(5)
-    finishing.join(5)
+    new.join(10)
+    finishing.join(10)
     assert order == ["finishing clip", "new clip"]
+
+
+# --------------------------------------------------------------------------- a batch in this process
+
+
+def test_presets_differing_only_in_guidance_share_one_generator_and_events_are_typed(tiny_models, tmp_path):
+    presets, src, out = tmp_path / "presets", tmp_path / "in", tmp_path / "out"
+    for folder in (presets, src, out):
+        folder.mkdir()
+    for name, guidance in (("soft", 2.0), ("hard", 9.0)):
+        (presets / f"{name}.toml").write_text(preset_toml(name, guidance))
+        make_clip(src / f"{name}.mp4", colours=("red", "blue"), seconds=2.5)
+        (src / f"{name}.scoretool.toml").write_text(f'preset = "{name}"\n')
+    (src / "broken.mp4").write_bytes(b"\0" * 4000)
+    settings = Settings(caption_model=str(tiny_models["blip"]), music_model=str(tiny_models["musicgen"]),
+                        bridge="offline", presets_dir=str(presets))
+    loader, loads = counting_loader()
+    executor = LocalExecutor(2, loader=loader)
+    events = []
+    executor.run(find_clips(str(src), str(out), fmt="wav"), settings, events.append, batch.BatchDisplay())
+
+    assert sorted(kind for kind, _spec in loads.elements()) == ["caption", "music"]  # one of each, for both presets
+    assert [clips for kind, clips, _ in executor.calls if kind == "music"] == [1, 1]  # never gathered
+    by_clip = {}
+    for event in events:
+        by_clip.setdefault(event.clip.rel, []).append(event)
+    assert {rel: [type(e) for e in es] for rel, es in by_clip.items()} == {
+        rel: [ClipStarted, ClipFinished] for rel in ("broken.mp4", "hard.mp4", "soft.mp4")}
+    for rel in ("hard.mp4", "soft.mp4"):
+        done = by_clip[rel][1].result
+        assert isinstance(done, ClipDone) and done.scenes >= 1
+        assert done.sha256 == batch.file_sha256(out / rel.replace(".mp4", ".wav"))
+    failed = by_clip["broken.mp4"][1].result
+    assert isinstance(failed, ClipFailed) and "broken.mp4" in failed.error and "\n" not in failed.error
+    assert failed.detail is None  # a user-facing error: no traceback
+    soft, hard = (soundfile.read(out / f"{n}.wav")[0] for n in ("soft", "hard"))
+    assert not np.array_equal(soft, hard)
 
 
 # --------------------------------------------------------------------------- whole batches
@@ -260,6 +364,29 @@ def test_batch_folder_with_a_corrupt_file_then_resume_checks_every_output(tiny_m
     changed = scoretool(*command, "--seed", "7")
     assert changed.returncode == 1
     assert re.fullmatch(r"Error: .*other settings \(seed 0 → 7\).*--force.*\n", changed.stderr), changed.stderr
+
+
+def test_batch_with_a_preset_setting_guidance_makes_what_score_makes(tiny_models, tmp_path):
+    """A preset's [generation] guidance reaches the music a batch makes (it used to generate at the
+    batch's 3.0 while the plan and the clip cache recorded the preset's value, so a later `score
+    --preset` got the batch's clip from the cache)."""
+    presets, src = tmp_path / "presets", tmp_path / "in"
+    presets.mkdir()
+    src.mkdir()
+    (presets / "wide-guidance.toml").write_text(preset_toml("wide-guidance", 12.0))
+    clip = make_clip(src / "a.mp4", colours=("red", "blue"), seconds=2)
+    common = ["--preset", "wide-guidance", "--presets-dir", presets, "-q",
+              "--caption-model", tiny_models["blip"], "--music-model", tiny_models["musicgen"]]
+    cache = tmp_path / "cache"
+    done = scoretool("batch", src, "-o", tmp_path / "out", "--format", "wav", "--cache-dir", cache, *common)
+    assert done.returncode == 0, done.stderr
+    fresh = scoretool("score", clip, "-o", tmp_path / "fresh.wav", "--no-cache", *common)
+    assert fresh.returncode == 0, fresh.stderr
+    from_cache = scoretool("score", clip, "-o", tmp_path / "cached.wav", "--cache-dir", cache, *common)
+    assert from_cache.returncode == 0, from_cache.stderr
+    expected = soundfile.read(tmp_path / "fresh.wav")[0]
+    assert np.array_equal(soundfile.read(tmp_path / "out" / "a.wav")[0], expected)
+    assert np.array_equal(soundfile.read(tmp_path / "cached.wav")[0], expected)
 
 
 def test_kill_9_mid_batch_then_the_same_command_resumes(tiny_models, tmp_path):
