@@ -19,12 +19,13 @@ from .errors import InputError
 from .media.probe import probe
 from .music import load_music_generator
 from .plans import Plan, Settings
-from .presets import get_preset, load_presets
+from .presets import check_plan_presets, get_preset, load_presets
 from .progress import Reporter
 from .specs import Loaded, ModelSpec, model_spec
 from .stages import analysis, captions, music, output, prompts
 from .stages.captions import CaptionerFactory
 from .stages.music import GeneratorFactory
+from .validation import check_same_input
 
 # Re-exported: `batch` and the CLI call these through the façade.
 open_bridge = prompts.open_bridge
@@ -142,6 +143,8 @@ def render(
     info = the_plan.input
     if not os.path.isfile(info.path):
         raise InputError(f"the plan's input file is missing: {info.path}")
+    check_same_input(info, probe(info.path))
+    check_plan_presets(the_plan, load_presets(the_plan.settings.presets_dir))
     output.check_output(info, output_path)
     if stems:
         os.makedirs(stems, exist_ok=True)

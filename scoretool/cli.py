@@ -10,13 +10,18 @@ from dataclasses import replace
 import click
 
 from . import api
+from typing import get_args
+
 from .bridge import BRIDGES
 from .bridge.anthropic_llm import DEFAULT_MODEL as ANTHROPIC_DEFAULT
 from .bridge.local_llm import DEFAULT_MODEL as LOCAL_DEFAULT
 from .errors import ScoreToolError
 from .overrides import gather
+from .media.scenes import DETECTORS
 from .models import ALIASES
-from .plans import Plan, Settings
+from .plans import DEFAULT_MUSIC_MODEL, OriginalAudio, Plan, Settings, Transition
+from .specs import PRECISIONS, Sampling
+from .validation import RANGES
 from .progress import LineReporter, Reporter, RichReporter
 
 DEFAULTS = Settings()
@@ -62,44 +67,48 @@ def analysis_options(f):
                           "else offline."),
         click.option("--caption-model", default=DEFAULTS.caption_model, show_default=True,
                      help="BLIP captioner: alias, Hugging Face id or local folder."),
-        click.option("--music-model", default=DEFAULTS.music_model, show_default=True,
+        click.option("--music-model", show_default=f"{DEFAULT_MUSIC_MODEL}, or the preset's",
                      help="MusicGen model: alias, Hugging Face id or local folder."),
         click.option("--llm-model", help="The bridge's LLM: an Anthropic model id for --bridge anthropic (default "
                                        f"{ANTHROPIC_DEFAULT}), or a Hugging Face id or folder of a chat model for "
                                        f"--bridge local (default {LOCAL_DEFAULT})."),
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Base seed; scene N uses seed+N-1."),
-        click.option("--min-scene", type=click.FloatRange(0.5, 60), default=DEFAULTS.min_scene, show_default=True,
+        click.option("--seed", type=click.IntRange(*RANGES["seed"]), default=DEFAULTS.seed, show_default=True, help="Base seed; scene N uses seed+N-1."),
+        click.option("--min-scene", type=click.FloatRange(*RANGES["min_scene"]), default=DEFAULTS.min_scene, show_default=True,
                      help="Merge scenes shorter than this many seconds into a neighbour."),
-        click.option("--max-scene", type=click.FloatRange(4, 600), default=DEFAULTS.max_scene, show_default=True,
+        click.option("--max-scene", type=click.FloatRange(*RANGES["max_scene"]), default=DEFAULTS.max_scene, show_default=True,
                      help="Split scenes longer than this many seconds. Music past MusicGen's 30 s window is "
                           "generated in windows, each hearing the last 10 s of the one before."),
-        click.option("--detector", type=click.Choice(["content", "adaptive"]), default=DEFAULTS.detector, show_default=True,
+        click.option("--detector", type=click.Choice(list(DETECTORS)), default=DEFAULTS.detector, show_default=True,
                      help="PySceneDetect detector."),
         click.option("--threshold", type=float, help="Detector threshold (default: the detector's own)."),
-        click.option("--frames", "frames_per_scene", type=click.IntRange(1, 16), default=DEFAULTS.frames_per_scene,
+        click.option("--frames", "frames_per_scene", type=click.IntRange(*RANGES["frames_per_scene"]), default=DEFAULTS.frames_per_scene,
                      show_default=True, help="Frames captioned per scene."),
-        click.option("--duration", "image_duration", type=click.FloatRange(1, 300), default=DEFAULTS.image_duration,
+        click.option("--duration", "image_duration", type=click.FloatRange(*RANGES["image_duration"]), default=DEFAULTS.image_duration,
                      show_default=True, help="Length in seconds of the music for an image input."),
-        click.option("--crossfade", type=click.FloatRange(0, 10), default=DEFAULTS.crossfade, show_default=True,
+        click.option("--crossfade", type=click.FloatRange(*RANGES["crossfade"]), default=DEFAULTS.crossfade, show_default=True,
                      help="Seconds of equal-power crossfade across each cut."),
-        click.option("--transition", type=click.Choice(["crossfade", "cut", "continue"]), default=DEFAULTS.transition,
+        click.option("--transition", type=click.Choice(get_args(Transition)), default=DEFAULTS.transition,
                      show_default=True,
                      help="crossfade: equal-power, moved onto the outgoing music's beat near the cut; cut: a hard "
                           "change; continue: each scene's music carries on from the previous scene's (flows best, "
                           "but scenes are generated one after another: slower)."),
-        click.option("--original-audio", type=click.Choice(["auto", "replace", "mix", "duck"]), default=DEFAULTS.original_audio,
+        click.option("--original-audio", type=click.Choice(get_args(OriginalAudio)), default=DEFAULTS.original_audio,
                      show_default=True, help="The input's own sound: auto ducks under it when there is one, else replace."),
-        click.option("--music-level", type=click.FloatRange(-40, 20), default=DEFAULTS.music_level, show_default=True,
+        click.option("--music-level", type=click.FloatRange(*RANGES["music_level"]), default=DEFAULTS.music_level, show_default=True,
                      help="dB of the music against the original sound (mix, duck)."),
-        click.option("--duck-depth", type=click.FloatRange(0, 60), default=DEFAULTS.duck_depth, show_default=True,
-                     help="dB the music dips while the original sound is active (duck)."),
-        click.option("--fade-out", type=click.FloatRange(0, 30), default=DEFAULTS.fade_out, show_default=True,
+        click.option("--duck-depth", type=click.FloatRange(*RANGES["duck_depth"]), default=DEFAULTS.duck_depth, show_default=True,
+                     help="dB the music dips under the original's speech (duck)."),
+        click.option("--duck-other", type=click.FloatRange(*RANGES["duck_other"]), default=DEFAULTS.duck_other, show_default=True,
+                     help="dB the music dips, at most, under the original's other sound: effects, ambience, music (duck)."),
+        click.option("--fade-out", type=click.FloatRange(*RANGES["fade_out"]), default=DEFAULTS.fade_out, show_default=True,
                      help="Seconds of fade at the end."),
-        click.option("--loudness", type=click.FloatRange(-40, -5), default=DEFAULTS.loudness, show_default=True,
+        click.option("--loudness", type=click.FloatRange(*RANGES["loudness"]), default=DEFAULTS.loudness, show_default=True,
                      help="Integrated loudness target in LUFS."),
-        click.option("--guidance", "guidance_scale", type=click.FloatRange(1, 20), default=DEFAULTS.guidance_scale,
-                     show_default=True, help="MusicGen classifier-free guidance scale."),
+        click.option("--guidance", "guidance_scale", type=click.FloatRange(*RANGES["guidance_scale"]),
+                     show_default=f"{Sampling().guidance_scale}, or the preset's",
+                     help="MusicGen classifier-free guidance scale. Given, it wins over the preset's, even at the default."),
         device_option,
+        precision_option,
     ]
     for option in reversed(options):
         f = option(f)
@@ -107,6 +116,11 @@ def analysis_options(f):
 
 
 device_option = click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1 or mps.")
+PRECISION_HELP = ("Precision of the captioner and the music model. auto: the fastest this machine runs well (on a CPU "
+                  "int8 or bf16 where its kernels are fast; fp16 on CUDA); fp32: the reference. The plan and "
+                  "--json say which ran and why.")
+precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision,
+                                show_default=True, help=PRECISION_HELP)
 output_options = [
     click.option("-q", "--quiet", is_flag=True, help="No progress display."),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (output, scenes, prompts, timings)."),
@@ -212,10 +226,11 @@ def plan_command(input_path, output, scene_specs, overrides_file, cache_dir, no_
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Output video (.mp4 .mov .m4v .mkv .webm) or music only (.wav).")
 @click.option("--device", help="Override the plan's device (auto, cpu, cuda, mps).")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="Override the plan's precision. " + PRECISION_HELP)
 @click.option("--stems", type=click.Path(file_okay=False), help="Also write the music, one WAV per scene and the plan into this folder.")
 @cache_options
 @with_output_options
-def render(plan_path, output, device, stems, cache_dir, no_cache, quiet, as_json):
+def render(plan_path, output, device, precision, stems, cache_dir, no_cache, quiet, as_json):
     """Render a plan written by `scoretool plan` (or `score --save-plan`), honouring your edits.
 
     Scenes whose prompt, seed and length are unchanged come from the cache: editing one scene
@@ -224,6 +239,8 @@ def render(plan_path, output, device, stems, cache_dir, no_cache, quiet, as_json
     the_plan = Plan.load(plan_path)
     if device:
         the_plan.settings.device = device
+    if precision:
+        the_plan.settings.precision = precision
     with reporting(quiet, as_json) as reporter:
         result = api.render(the_plan, output, reporter=reporter, stems=stems, cache=open_cache(cache_dir, no_cache))
     finish(result, quiet, as_json)
@@ -315,7 +332,7 @@ def models_fetch(names):
     """Download NAMES (aliases or Hugging Face ids; default: the default models) into the cache."""
     from .models import fetch
 
-    for name in names or (DEFAULTS.caption_model, DEFAULTS.music_model):
+    for name in names or (DEFAULTS.caption_model, DEFAULT_MUSIC_MODEL):
         click.echo(f"{name}: {fetch(name)}")
 
 
@@ -389,7 +406,7 @@ def print_scenes(the_plan: Plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{the_plan.input['path']}: {len(the_plan.scenes)} scene(s)", show_lines=True)
+    table = Table(title=f"{the_plan.input.path}: {len(the_plan.scenes)} scene(s)", show_lines=True)
     for column in ("#", "start", "end", "caption", "prompt", "preset", "from"):
         table.add_column(column, overflow="fold")
     for s in the_plan.scenes:

@@ -25,8 +25,13 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import ScoreToolError
+from .validation import MAX_SEED
+
+if TYPE_CHECKING:
+    from .presets import Presets
 
 FIELDS = ("preset", "prompt", "seed")
 _TIME = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
@@ -76,7 +81,9 @@ def _override(selector: str, field_name: str, value, origin: str) -> Override:
         try:
             value = int(value)
         except (TypeError, ValueError):
-            raise OverrideError(f"{origin}: seed must be a whole number, not '{value}'") from None
+            raise OverrideError(f"{origin}: seed must be a whole number, not '{str(value)[:40]}'") from None
+        if not 0 <= value <= MAX_SEED:
+            raise OverrideError(f"{origin}: seed ({value}) must be from 0 to 2**63-1")
     elif not isinstance(value, str) or not value.strip():
         raise OverrideError(f"{origin}: {field_name} must be a non-empty string")
     else:
@@ -151,7 +158,7 @@ def scene_for(override: Override, bounds: list[tuple[float, float]]) -> int:
     raise OverrideError(f"{override.describe()}: past the end of the video ({end:.2f} s)")
 
 
-def apply(scenes, overrides: Overrides, presets: dict) -> None:
+def apply(scenes, overrides: Overrides, presets: Presets) -> None:
     """Set each addressed scene's preset, prompt or seed; later overrides win over earlier ones.
 
     A prompt given here is the user's own: the bridge never rewrites it (`prompt_source` "user").

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .errors import PlanError
+from .files import first_line
 from .media.info import MediaInfo
-from .specs import Sampling
+from .bridge import BridgeName
+from .specs import Precision, Sampling
+from .validation import check_input, check_scenes, check_settings
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -32,10 +35,10 @@ class Settings:
     caption_model: str = "blip-base"
     music_model: str | None = None  # None: not given, so a preset may choose (else DEFAULT_MUSIC_MODEL)
     llm_model: str | None = None  # None: the bridge's default (recorded here once a plan is made)
-    bridge: str = "auto"  # auto (anthropic if ANTHROPIC_API_KEY is set, else offline) | anthropic | local | offline | none
+    bridge: BridgeName = "auto"  # auto: anthropic if ANTHROPIC_API_KEY is set, else offline
     device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 | int8 (see scoretool.precision)
-    seed: int = 0
+    precision: Precision = "auto"  # see scoretool.precision
+    seed: int = 0  # scene N's seed is seed + N - 1
     preset: str | None = None  # a style for the whole video (`scoretool presets`)
     presets_dir: str | None = None  # the user's own presets, besides the built-in ones
     prompt: str | None = None  # the user's global prompt: wins over what the pictures suggest
@@ -49,7 +52,8 @@ class Settings:
     transition: Transition = "crossfade"  # crossfade (beat-aware) | cut | continue
     original_audio: OriginalAudio = "auto"
     music_level: float = -6.0  # dB of the music against the original sound (mix, duck)
-    duck_depth: float = 12.0  # dB the music dips under the original's activity (duck)
+    duck_depth: float = 12.0  # dB the music dips under the original's speech (duck)
+    duck_other: float = 3.0  # dB the music dips, at most, under the original's other sound (duck)
     fade_in: float = 0.5
     fade_out: float = 2.0
     loudness: float = -14.0
@@ -146,8 +150,8 @@ class Plan:
         if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
             raise PlanError(f"not a scoretool plan of version {PLAN_VERSION}")
         try:
-            scenes = [Scene(**s) for s in data["scenes"]]
-            info = MediaInfo.from_dict(data["input"])
+            scenes = [_scene(i, s) for i, s in enumerate(data["scenes"], start=1)]
+            info = MediaInfo.from_dict(check_input(data["input"]))
             if base_dir and not os.path.isabs(info.path):  # relative to where the plan file lives
                 info = replace(info, path=os.path.normpath(os.path.join(base_dir, info.path)))
             plan = cls(
@@ -159,8 +163,8 @@ class Plan:
                 video_summary_fallback_reason=data.get("video_summary_fallback_reason"),
                 models=dict(data.get("models") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlanError(f"malformed plan: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PlanError(f"malformed plan: {first_line(exc)}") from None
         validate(plan)
         return plan
 
@@ -175,16 +179,23 @@ class Plan:
         return cls.from_dict(data, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
+SCENE_FIELDS = frozenset(f.name for f in fields(Scene))
+
+
+def _scene(i: int, data) -> Scene:
+    if not isinstance(data, dict):
+        raise PlanError(f"scene {i}: must be a JSON object, not {type(data).__name__}")
+    unknown = sorted(set(data) - SCENE_FIELDS)
+    if unknown:
+        raise PlanError(f"scene {i}: unknown field '{str(unknown[0])[:40]}' (known: {', '.join(sorted(SCENE_FIELDS))})")
+    missing = sorted({"number", "start", "end"} - set(data))
+    if missing:
+        raise PlanError(f"scene {i}: {missing[0]} is missing")
+    return Scene(**data)
+
+
 def validate(plan: Plan) -> None:
-    """Scenes must tile the timeline in order: a hand edit that breaks this gets a clear error."""
-    if not plan.scenes:
-        raise PlanError("the plan has no scenes")
-    previous_end = 0.0
-    for i, scene in enumerate(plan.scenes, start=1):
-        if scene.number != i:
-            raise PlanError(f"scene numbers must run 1, 2, 3...; found {scene.number} at position {i}")
-        if abs(scene.start - previous_end) > 1e-3:
-            raise PlanError(f"scene {i} starts at {scene.start:.3f} s but scene {i - 1} ends at {previous_end:.3f} s")
-        if scene.end <= scene.start:
-            raise PlanError(f"scene {i} ends ({scene.end:.3f} s) before it starts ({scene.start:.3f} s)")
-        previous_end = scene.end
+    """Every setting and scene checked (see `scoretool.validation`): a hand edit that breaks the
+    plan gets one line naming the scene and the field, before any model is loaded."""
+    check_settings(plan.settings)
+    check_scenes(plan)

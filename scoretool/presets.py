@@ -7,6 +7,7 @@ more or shadows a built-in of the same name. A bad file is refused with its path
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -14,13 +15,17 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ScoreToolError
+from .validation import RANGES
+
+log = logging.getLogger("scoretool")
 
 
 class PresetError(ScoreToolError):
     """A preset file is malformed, or a preset name is unknown."""
 
 
-GENERATION_KEYS = {"guidance_scale": (float, 1.0, 20.0), "temperature": (float, 0.05, 5.0), "top_k": (int, 1, 4096)}
+# The [generation] settings a preset may set: their kind, and the range every setting has (scoretool.validation).
+GENERATION_KEYS = {name: (kind, *RANGES[name]) for name, kind in (("guidance_scale", float), ("temperature", float), ("top_k", int))}
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,21 @@ def user_presets_dir() -> Path:
     return Path(platformdirs.user_config_dir("scoretool")) / "presets"
 
 
-def load_presets(user_dir: str | os.PathLike | None = None) -> dict[str, Preset]:
+class Presets(dict):
+    """Preset name → `Preset`, plus the files that could not be read (`broken`: file stem → its
+    error). A broken file is an error only for a run that asks for it; others get one warning."""
+
+    def __init__(self):
+        super().__init__()
+        self.broken: dict[str, PresetError] = {}
+
+
+_warned: set[str] = set()
+
+
+def load_presets(user_dir: str | os.PathLike | None = None) -> Presets:
     """Built-ins, then the user folder's presets over them (same name: the user's wins)."""
-    presets: dict[str, Preset] = {}
+    presets = Presets()
     builtin = resources.files("scoretool") / "presets"
     for entry in sorted(builtin.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
@@ -62,17 +79,38 @@ def load_presets(user_dir: str | os.PathLike | None = None) -> dict[str, Preset]
     folder = Path(user_dir) if user_dir else user_presets_dir()
     if user_dir and not folder.is_dir():
         raise PresetError(f"presets folder not found: {folder}")
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.toml")):
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else ():
+        try:
             preset = parse_preset(path.read_text(encoding="utf-8"), str(path))
-            presets[preset.name] = preset
+        except (PresetError, OSError, UnicodeDecodeError) as exc:
+            error = exc if isinstance(exc, PresetError) else PresetError(f"{path}: cannot be read ({exc})")
+            presets.broken[path.stem] = error
+            if str(path) not in _warned:
+                _warned.add(str(path))
+                log.warning("preset file skipped: %s", error)
+            continue
+        presets[preset.name] = preset
+        presets.broken.pop(preset.name, None)
     return presets
 
 
-def get_preset(name: str, presets: dict[str, Preset]) -> Preset:
-    if name not in presets:
-        raise PresetError(f"unknown preset '{name}': choose from {', '.join(sorted(presets))} (see `scoretool presets`)")
-    return presets[name]
+def get_preset(name: str, presets: Presets) -> Preset:
+    if name in presets:
+        return presets[name]
+    if name in presets.broken:
+        raise presets.broken[name]
+    raise PresetError(f"unknown preset '{name}': choose from {', '.join(sorted(presets))} (see `scoretool presets`)")
+
+
+def check_plan_presets(plan, presets: Presets) -> None:
+    """Every preset a plan names exists and reads (one line naming where it is asked for)."""
+    names = [("settings", plan.settings.preset)] + [(f"scene {s.number}", s.preset) for s in plan.scenes]
+    for where, name in names:
+        if name:
+            try:
+                get_preset(name, presets)
+            except PresetError as exc:
+                raise PresetError(f"{where}: {exc}") from None
 
 
 def parse_preset(text: str, source: str) -> Preset:

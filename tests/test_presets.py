@@ -51,8 +51,9 @@ def test_user_folder_adds_and_shadows(tmp_path):
 def test_bad_preset_names_the_file_and_the_field(tmp_path, change, field):
     path = tmp_path / "bad.toml"
     path.write_text(GOOD.replace(*change))
+    presets = load_presets(tmp_path)  # the other presets still load; this one fails when asked for
     with pytest.raises(PresetError, match=rf"bad\.toml: field '{field}'"):
-        load_presets(tmp_path)
+        get_preset("bad", presets)
 
 
 def test_unknown_preset_lists_the_valid_ones():
@@ -115,3 +116,25 @@ def test_cache_round_trip_stats_info_and_clear(tmp_path):
     off = Cache(tmp_path / "d", enabled=False)
     off.put_json("prompt", k, 1)
     assert off.get_json("prompt", k) is None and not (tmp_path / "d").exists()
+
+
+def test_a_broken_preset_file_fails_only_the_runs_that_ask_for_it(tmp_path, caplog):
+    from scoretool.presets import check_plan_presets
+
+    (tmp_path / "mine.toml").write_text('name = "mine"\ndescription = "d"\ngenre = "dub techno"\nmood = "deep"\n'
+                                        'instruments = ["synth"]\ntempo = "slow"\n')
+    (tmp_path / "broken.toml").write_text("name = [unclosed")
+    with caplog.at_level("WARNING", logger="scoretool"):
+        presets = load_presets(tmp_path)
+    assert "mine" in presets and "cinematic" in presets  # the others still load
+    assert any("broken.toml" in r.getMessage() for r in caplog.records)
+    with pytest.raises(PresetError, match=r"broken\.toml: not valid TOML"):
+        get_preset("broken", presets)
+    assert get_preset("mine", presets).genre == "dub techno"
+
+    class Plan:  # what check_plan_presets reads: the video's preset and each scene's
+        settings = type("S", (), {"preset": None})()
+        scenes = [type("Sc", (), {"number": 2, "preset": "broken"})()]
+
+    with pytest.raises(PresetError, match=r"scene 2: .*broken\.toml"):
+        check_plan_presets(Plan(), presets)

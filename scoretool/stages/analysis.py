@@ -10,6 +10,7 @@ from ..media.decode import AnalysisPass
 from ..media.info import MediaInfo
 from ..plans import Scene, Settings
 from ..progress import Reporter
+from ..validation import MAX_SEED
 
 
 def analyse(input_path: str, info: MediaInfo, settings: Settings, reporter: Reporter) -> tuple[list[Scene], list]:
@@ -31,7 +32,7 @@ def analyse(input_path: str, info: MediaInfo, settings: Settings, reporter: Repo
             for scene, span in zip(scenes, bounds):
                 taken = frames_mod.scene_frames(decoded or input_path, span, settings.frames_per_scene)
                 scene.frames = [round(t, 3) for t, _image in taken]  # the times really captioned
-                scene.seed = settings.seed + scene.number - 1
+                scene.seed = (settings.seed + scene.number - 1) % (MAX_SEED + 1)  # stays a valid seed
                 images += [image for _t, image in taken]
                 advance(len(taken))
     return scenes, images

@@ -13,7 +13,7 @@ from ..bridge import Answer, Bridge, load_bridge, resolve_bridge
 from ..cache import Cache, key
 from ..errors import PlanError
 from ..plans import Plan, Scene, Settings
-from ..presets import ensure_style, get_preset, load_presets
+from ..presets import Presets, ensure_style, get_preset, load_presets
 from ..progress import Reporter
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ def _summarise(plan: Plan, bridge: Bridge, reporter: Reporter) -> None:
 def _prompter(plan: Plan, bridge: Bridge, cache: Cache | None, needs_presets: bool) -> Callable[[Scene], Answer]:
     """The function that writes one scene's prompt: its preset's style, the cache for LLM answers."""
     settings, kind = plan.settings, plan.input.kind
-    presets = load_presets(settings.presets_dir) if settings.preset or needs_presets else {}
+    presets = load_presets(settings.presets_dir) if settings.preset or needs_presets else Presets()
     cacheable = cache is not None and bridge.cacheable
 
     def prompt(scene: Scene) -> Answer:
