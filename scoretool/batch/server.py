@@ -43,6 +43,10 @@ class Aborted(Exception):
     """The batch is stopping (Ctrl-C, or the models could not be loaded): drop this clip's work."""
 
 
+class _Holding(threading.local):
+    held = False  # whether this thread holds a CPU slot
+
+
 class CpuSlots:
     """At most `n` threads doing CPU work at once; threads finishing a clip go before new ones."""
 
@@ -52,7 +56,7 @@ class CpuSlots:
         self._urgent = 0
         self._waiting = 0
         self._cv = threading.Condition()
-        self._local = threading.local()
+        self._local = _Holding()
 
     def acquire(self, urgent: bool = False) -> None:
         with self._cv:
@@ -77,7 +81,7 @@ class CpuSlots:
 
     def held(self) -> bool:
         """Whether the calling thread holds a slot."""
-        return getattr(self._local, "held", False)
+        return self._local.held
 
     def busy(self) -> int:
         return self.n - self._free
@@ -160,11 +164,16 @@ class ModelServer:
 
     def captioner(self, spec: ModelSpec) -> Captioner:
         """The captioner for `spec`, loaded on the model thread the first time."""
-        return self._call(_Request("load", "caption", spec, size=0))
+        return self._load("caption", spec)
 
     def generator(self, spec: ModelSpec) -> MusicGenerator:
         """The music generator for `spec`, loaded on the model thread the first time."""
-        return self._call(_Request("load", "music", spec, size=0))
+        return self._load("music", spec)
+
+    def _load(self, kind: ModelKind, spec: ModelSpec):
+        # Once loaded, a model is handed out at once: a clip need not wait for the call in progress.
+        loaded = self._models.get((kind, spec))
+        return loaded if loaded is not None else self._call(_Request("load", kind, spec, size=0))
 
     def caption(self, spec: ModelSpec, images: list) -> list[str]:
         return self._call(_Request("caption", "caption", spec, list(images), size=len(images)))
