@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from . import overrides as overrides_mod
+from . import timeline as timelines
 from .bridge import BRIDGES, Bridge
 from .cache import Cache
 from .caption import load_captioner
@@ -129,10 +130,14 @@ def render(
     generators: GeneratorFactory | None = None,
     stems: str | None = None,
     cache: Cache | None = None,
+    timeline: str | None = None,
+    timeline_beats: bool = False,
 ) -> Result:
     """Generate each scene's music, mix the soundtrack and write `output_path` (a video or a .wav).
 
-    With `stems`, that folder also gets the music alone, one WAV per scene, and the plan. With a
+    With `stems`, that folder also gets the music alone, one WAV per scene, and the plan. With
+    `timeline` (.otio .fcpxml .xml .edl), an editor's timeline of it too (`scoretool.timeline`;
+    `timeline_beats`: with a marker on each beat of the music). With a
     `cache`, a scene whose prompt, seed, length, sampling and model are unchanged is not generated
     again. `generators`: a factory giving the music generator for a `ModelSpec` (default: load it);
     the spec and the sampling settings always come from the plan's settings.
@@ -146,6 +151,8 @@ def render(
     check_same_input(info, probe(info.path))
     check_plan_presets(the_plan, load_presets(the_plan.settings.presets_dir))
     output.check_output(info, output_path)
+    if timeline:
+        timelines.check_timeline_path(timeline)
     if stems:
         os.makedirs(stems, exist_ok=True)
     prompts.write_prompts(the_plan, None, reporter, cache=cache)  # loads the plan's bridge only if a scene lacks a prompt
@@ -153,6 +160,8 @@ def render(
     clips, rate, ran = music.make_clips(the_plan, spec, generators or load_music_generator, cache, reporter)
     _record_model(the_plan, "music", ran, why if ran == spec else f"{why}; fell back to {ran.precision}", reporter)
     output.write_output(the_plan, clips, rate, output_path, reporter, stems=stems)
+    if timeline:
+        timelines.export_timeline(the_plan, clips, rate, timeline, beats=timeline_beats, reporter=reporter)
     return Result(output=output_path, plan=the_plan, timings=dict(reporter.timings), cache=cache.stats() if cache else {})
 
 
@@ -166,16 +175,22 @@ def score(
     reporter: Reporter | None = None,
     overrides: overrides_mod.Overrides | None = None,
     cache: Cache | None = None,
+    timeline: str | None = None,
+    timeline_beats: bool = False,
 ) -> Result:
     """`plan` then `render`; with `save_plan`, the plan is kept for editing and re-rendering."""
     reporter = reporter or Reporter()
     output.check_output(probe(input_path), output_path)  # fail fast, before minutes of captioning
+    if timeline:
+        timelines.check_timeline_path(timeline)
     if save_plan:
         output.check_plan_path(input_path, save_plan)
     the_plan = plan(input_path, settings, reporter=reporter, overrides=overrides, cache=cache)
     if save_plan:  # kept even if the render fails
         the_plan.save(save_plan)
-    result = render(the_plan, output_path, reporter=reporter, stems=stems, cache=cache)
+    result = render(
+        the_plan, output_path, reporter=reporter, stems=stems, cache=cache, timeline=timeline, timeline_beats=timeline_beats
+    )
     if save_plan:  # now with the music model that ran
         the_plan.save(save_plan)
     return result
