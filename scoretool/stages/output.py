@@ -33,7 +33,9 @@ def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: 
         if mode != "replace":
             original = read_original(info.path, info.start_time, the_plan.duration)
             original = normalize_loudness(original, OUTPUT_RATE, settings.loudness)
-        soundtrack = combine(music, rate, original, mode, settings.music_level, settings.duck_depth)
+        soundtrack = combine(
+            music, rate, original, mode, settings.music_level, settings.duck_depth, settings.duck_other, note=reporter.note
+        )
         soundtrack = normalize_loudness(soundtrack, OUTPUT_RATE, settings.loudness)
     with reporter.stage("mux"), tempfile.TemporaryDirectory(prefix="scoretool-") as tmp:
         wav = os.path.join(tmp, "soundtrack.wav")
