@@ -10,7 +10,8 @@ shape, so time and memory are those of the real models.
 
 - MusicGen: the codec is made audible as the tiny one is (random codes decode to ~-20 dBFS audio,
   not a constant), so loudness normalisation and mixing see ordinary audio.
-- BLIP: the text config's special ids are the tiny tokenizer's, and the LM head never emits a
+- BLIP: vision weights drawn at std 0.02 (the config's 1e-10 would make every activation tiny), the
+  text config's special ids are the tiny tokenizer's, and the LM head never emits a
   special or an id past the tokenizer's vocabulary, so every caption is `max_new_tokens` words
   (real BLIP-base stops after about 10: the decoder share here is an upper bound).
 
@@ -37,8 +38,6 @@ for path in (HERE, HERE.parent):  # bench.py's configs, and scoretool without an
 
 from bench import _generation_config, blip_config, small_config  # noqa: E402
 
-# Bump when what a builder writes changes: old folders are then rebuilt, not reused.
-VERSION = 1
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scoretool" / "bench-shapes"
 SEED = 0
 
@@ -71,6 +70,9 @@ def build_blip(folder: Path) -> None:
     text.bos_token_id = tokenizer.bos_token_id  # [DEC]: where captions start
     text.sep_token_id = text.eos_token_id = tokenizer.sep_token_id  # where they stop
     text.pad_token_id = tokenizer.pad_token_id
+    # blip-base's config says 1e-10 (harmless under loaded weights): random vision weights that small
+    # give activations around 1e-9, which quantize and round like nothing real. 0.02 is BERT's and ViT's.
+    config.vision_config.initializer_range = 0.02
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = BlipForConditionalGeneration(config).eval()
@@ -80,9 +82,11 @@ def build_blip(folder: Path) -> None:
     blip_processor(tokenizer, config.vision_config.image_size).save_pretrained(folder)
 
 
-BUILDERS: dict[str, tuple[str, Callable[[Path], None]]] = {
-    "musicgen": ("musicgen-small", build_musicgen),
-    "blip": ("blip-base", build_blip),
+# role -> (folder name, version, builder). Bump a version when what its builder writes changes: the
+# old folder is then rebuilt, not reused.
+BUILDERS: dict[str, tuple[str, int, Callable[[Path], None]]] = {
+    "musicgen": ("musicgen-small", 1, build_musicgen),
+    "blip": ("blip-base", 2, build_blip),
 }
 
 
@@ -90,9 +94,9 @@ def _complete(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
 
 
-def _build_once(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Path:
-    """`cache_dir/<name>-v<VERSION>`, built unless present: in a temporary folder, then renamed."""
-    final = cache_dir / f"{name}-v{VERSION}"
+def _build_once(cache_dir: Path, name: str, version: int, build: Callable[[Path], None]) -> Path:
+    """`cache_dir/<name>-v<version>`, built unless present: in a temporary folder, then renamed."""
+    final = cache_dir / f"{name}-v{version}"
     if _complete(final):
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +119,7 @@ def _build_once(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Pa
 def build_folders(cache_dir: str | Path = DEFAULT_CACHE) -> dict[str, Path]:
     """`{"musicgen": folder, "blip": folder}`: real-shape random-weight model folders, built once."""
     cache_dir = Path(cache_dir)
-    return {role: _build_once(cache_dir, name, build) for role, (name, build) in BUILDERS.items()}
+    return {role: _build_once(cache_dir, *how) for role, how in BUILDERS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
