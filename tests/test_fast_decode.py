@@ -218,8 +218,8 @@ def test_generator_fast_and_transformers_paths_give_the_same_music(generators):
     steps = []
     a = hf.generate(prompts, durations, seeds, SAMPLING)
     b = quick.generate(prompts, durations, seeds, SAMPLING, on_step=steps.append)
-    # Two calls on a CPU: (1.0, 0.77) together and 0.5 alone, each generated 0.16 s past its end.
-    assert sum(steps) == quick.steps(durations) == (58 + 3) + (33 + 3)
+    # One call: short clips cost less riding along with the longest (generated 0.16 s past its end).
+    assert sum(steps) == quick.steps(durations) == 58 + 3
     assert [x.shape for x in b] == [(32000, 1), (16000, 1), (24640, 1)]
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
@@ -245,14 +245,14 @@ def test_generator_continuation_fast_and_transformers_paths_give_the_same_music(
 def test_generator_greedy_switch(generators):
     hf, quick = generators
     for gen in generators:
-        gen.do_sample = False
+        gen.decoding.do_sample = False
     try:
         a = hf.generate(PROMPTS[:2], [0.6, 0.6], [1, 2], SAMPLING)
         b = quick.generate(PROMPTS[:2], [0.6, 0.6], [3, 4], SAMPLING)  # seeds don't matter when greedy
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
     finally:
         for gen in generators:
-            gen.do_sample = True
+            gen.decoding.do_sample = True
 
 
 def test_very_short_clips_keep_the_delay_pattern(generators):

@@ -199,9 +199,10 @@ def test_continue_transition_carries_each_scene_on_from_the_last(tiny_models, tm
 
 
 def test_buckets_group_similar_lengths_and_everything_on_a_gpu():
-    from scoretool.music.musicgen import buckets
+    from scoretool.music.musicgen import CPU_STEP_COST, GPU_STEP_COST, buckets
 
-    durations = [12.0, 3.0, 11.0, 2.5, 30.0, 10.0]
-    assert buckets(durations, 8, 0.6) == [[4], [0, 2, 5], [1, 3]]
-    assert buckets(durations, 8, 0.0) == [[4, 0, 2, 5, 1, 3]]
-    assert buckets(durations, 2, 0.0) == [[4, 0], [2, 5], [1, 3]]
+    steps = [50 * d for d in (12.0, 3.0, 11.0, 2.5, 30.0, 10.0)]
+    assert buckets(steps, 8, CPU_STEP_COST["int8"]) == [[4], [0, 2, 5], [1, 3]]
+    assert buckets(steps, 8, CPU_STEP_COST["fp32"]) == [[4, 0, 2, 5], [1, 3]]  # fp32 matmuls cost more a step
+    assert buckets(steps, 8, GPU_STEP_COST) == [[4, 0, 2, 5, 1, 3]]
+    assert buckets(steps, 2, GPU_STEP_COST) == [[4, 0], [2, 5], [1, 3]]

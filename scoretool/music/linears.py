@@ -72,15 +72,14 @@ class Int8Linear(torch.nn.Module):
         return cls(torch.cat([w.detach() for w in weights]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1]).float()
-        lo, hi = torch.aminmax(x, dim=-1, keepdim=True)
-        span = (hi - lo).clamp_min_(1e-30)
-        y = torch.ops.quantized.linear_dynamic((x - lo) / span, self._packed, True)
+        """x (..., in) fp32. Few, in-place ops: this runs ~150 times a decoding step."""
+        if x.dim() != 2:
+            return self.forward(x.reshape(-1, x.shape[-1])).view(*x.shape[:-1], self.out_features)
+        lo = x.amin(-1, keepdim=True)
+        span = x.amax(-1, keepdim=True).sub_(lo).clamp_min_(1e-30)
+        y = torch.ops.quantized.linear_dynamic((x - lo).div_(span), self._packed, True)
         y = torch.addcmul(lo * self.rowsum, y, span)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.view(*shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
 
 
 class CastLinear(torch.nn.Module):

@@ -11,9 +11,8 @@ applies) and transformers' `generate` with `SeededSampler` (the fallback, with t
 
 from __future__ import annotations
 
-import logging
 import math
-import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,106 +26,105 @@ MAX_BATCH = 8
 # EnCodec's decoder looks ahead a few frames (about 75 ms): every clip is generated this much past
 # its end and trimmed, so its audio is the same whether a longer clip shared its batch or not.
 LOOKAHEAD = 0.16
-CPU_MIN_FILL = 0.6  # on a CPU, a scene joins a batch only if it is at least this fraction of its longest
 
 
-def buckets(durations: list[float], max_batch: int, min_fill: float) -> list[list[int]]:
-    """Group clip indices into `generate` calls, longest first: each call generates to its longest
-    member, so a member shorter than `min_fill` of that starts a call of its own."""
+@dataclass(frozen=True)
+class StepCost:
+    """What a decoding step of a call costs, relative to a step of one clip at a short cache:
+    `per_clip` for each clip past the first (matmuls read the weights once for the whole batch),
+    `per_position` for each clip and cache position (attention reads every clip's keys and values)."""
+
+    per_clip: float = 0.0
+    per_position: float = 0.0
+
+    def joins(self, longest: int, steps: int) -> bool:
+        """Whether a clip of `steps` steps costs less riding along in a call of `longest` steps than alone."""
+        riding = longest * self.per_clip + self.per_position * longest**2 / 2
+        alone = steps + self.per_position * steps**2 / 2
+        return riding <= alone
+
+
+# Measured with benchmarks/precision_speed.py (musicgen-small shape, one thread, an AVX2 EPYC): a step
+# of one clip at a short cache 186 ms in fp32, 47 ms in int8; each further clip +25 / +8 ms; attention
+# +0.045 ms per clip and cache position in both (the cache is fp32). bf16 from the issue's figures on
+# an AVX-512 BF16 CPU (94 ms, +12 ms a clip; a bf16 cache reads half the bytes).
+CPU_STEP_COST = {
+    "fp32": StepCost(per_clip=0.134, per_position=0.00024),
+    "bf16": StepCost(per_clip=0.13, per_position=0.00024),
+    "int8": StepCost(per_clip=0.18, per_position=0.00097),
+}
+GPU_STEP_COST = StepCost()  # launch-bound: a longer batch costs about what one clip does
+
+
+def buckets(lengths: list[int], max_batch: int, cost: StepCost) -> list[list[int]]:
+    """Group clip indices into `generate` calls, longest first: each call decodes as many steps as its
+    longest member, and a clip joins the call only where that costs less than a call of its own."""
     groups: list[list[int]] = []
-    for i in sorted(range(len(durations)), key=lambda i: -durations[i]):
-        if groups and len(groups[-1]) < max_batch and durations[i] >= min_fill * durations[groups[-1][0]]:
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups and len(groups[-1]) < max_batch and cost.joins(lengths[groups[-1][0]], lengths[i]):
             groups[-1].append(i)
         else:
             groups.append([i])
     return groups
 
 
-log = logging.getLogger("scoretool")
-
-
-def _env_use_fast() -> bool | None:
-    value = os.environ.get("SCORETOOL_FAST_MUSICGEN", "").strip().lower()
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    return None
-
-
 class MusicGenGenerator:
-    """`use_fast`: None = the fast decode loop where it applies (env SCORETOOL_FAST_MUSICGEN=0/1 overrides),
-    True = ask for it (a fallback is then a warning), False = always transformers' `generate`.
-    `do_sample=False` decodes greedily (for tests: both paths then give transformers' greedy tokens).
-    `spec.precision` sets the fast path's decoder dtype (fp16, bf16, fp32); sampling settings come with
-    each call (`Sampling`), so one loaded model serves any guidance, temperature and top-k.
-    After construction, `fallback_reason` says why `generate` is used, or is None.
+    """MusicGen for the pipeline (`music.MusicGenerator`). `spec` is the model as it really runs: its
+    precision after any fallback (see `decoding`). `use_fast`: None = the fast decode loop where it applies
+    (env SCORETOOL_FAST_MUSICGEN=0/1 overrides), True = ask for it (a fallback is then a warning), False =
+    always transformers' `generate`. `do_sample=False` decodes greedily (for tests: both paths then give
+    transformers' greedy tokens). Sampling settings come with each call (`Sampling`), so one loaded model
+    serves any guidance, temperature and top-k.
     """
 
     name = "musicgen"
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        use_fast: bool | None = None,
-        do_sample: bool = True,
-        fast_options: dict | None = None,
-    ):
-        import torch
+    def __init__(self, spec: ModelSpec, *, use_fast: bool | None = None, do_sample: bool = True, fast_options: dict | None = None):
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
+        from .decoding import Decoding
+
         role = "music model (--music-model)"
-        device = spec.device
-        self.spec = spec
         self.model_id = models.resolve(spec.model)
         self.processor = models.load(spec.model, role, AutoProcessor.from_pretrained)
         self.model = models.load(spec.model, role, MusicgenForConditionalGeneration.from_pretrained)
-        self.model.to(device).eval()
-        self.device = device
-        self.do_sample = do_sample
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(spec.precision)
+        self.model.to(spec.device).eval()
+        self.device = spec.device
         codec = self.model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
         self.frame_rate = self.sample_rate / codec.hop_length
-        self.num_codebooks = self.model.decoder.num_codebooks
+        K = self.model.decoder.num_codebooks
         channels = getattr(self.model.config.decoder, "audio_channels", 1) or 1
         # The delay pattern delays each channel's codebooks 0..K-1 steps (stereo interleaves two channels).
-        self.delay_codebooks = self.num_codebooks // channels if self.num_codebooks % channels == 0 else self.num_codebooks
-        self._torch = torch
-        # On a GPU a longer batch costs about what one clip does (the loop is launch-bound), so any
-        # scenes share a call; on a CPU the cost grows with batch x length, so only similar lengths do.
-        self.min_fill = 0.0 if str(device).startswith("cuda") else CPU_MIN_FILL
-        self.fast = None
-        self.fallback_reason: str | None = None
-        env = _env_use_fast()
-        self.use_fast = use_fast if use_fast is not None else env
-        if self.use_fast is False:
-            self.fallback_reason = "fast path turned off" + (" (SCORETOOL_FAST_MUSICGEN)" if use_fast is None else "")
-            log.debug("MusicGen: using transformers' generate: %s", self.fallback_reason)
-        else:
-            self._build_fast(dtype, fast_options or {})
+        self.delay_codebooks = K // channels if K % channels == 0 else K
+        self.decoding = Decoding(self.model, spec.device, spec.precision, use_fast=use_fast, do_sample=do_sample,
+                                 fast_options=fast_options)  # fmt: skip
+        self._model_name = spec.model
 
-    # ------------------------------------------------------------------ fast path management
+    @property
+    def spec(self) -> ModelSpec:
+        """The model as it runs now: the precision after any fallback."""
+        return ModelSpec(self._model_name, self.device, self.decoding.precision)
 
-    def _build_fast(self, dtype, options) -> None:
-        from .fast import FastMusicgen
-        from .support import Unsupported
+    @property
+    def step_cost(self) -> StepCost:
+        """What batching costs on this device in this precision (see `buckets`)."""
+        if str(self.device).startswith("cuda"):
+            return GPU_STEP_COST
+        return CPU_STEP_COST.get(self.decoding.precision, CPU_STEP_COST["fp32"])
 
-        try:
-            self.fast = FastMusicgen(self.model, self.device, dtype=dtype, **options)
-        except Unsupported as exc:
-            self._fall_back(str(exc))
-        except Exception as exc:  # a fast-path bug must not stop the pipeline: say so, use generate
-            self._fall_back(f"fast path could not be set up ({type(exc).__name__}: {exc})")
+    def _calls(self, first: list[float]) -> list[list[int]]:
+        """The first windows of these clips, grouped into calls."""
+        return buckets([self.new_tokens(d + LOOKAHEAD) for d in first], MAX_BATCH, self.step_cost)
 
-    def _fall_back(self, reason: str, for_batch_only: bool = False) -> None:
-        level = logging.WARNING if (self.use_fast or self.fast is not None) else logging.INFO
-        scope = "this batch" if for_batch_only else "from now on"
-        log.log(level, "MusicGen: using transformers' generate (%s): %s", scope, reason)
-        if not for_batch_only:
-            self.fast = None
-            self.fallback_reason = reason
+    @property
+    def fast(self):
+        """The fast decode loop, or None where transformers' generate runs (`fallback_reason` says why)."""
+        return self.decoding.fast
+
+    @property
+    def fallback_reason(self) -> str | None:
+        return self.decoding.fallback_reason
 
     # ------------------------------------------------------------------ lengths
 
@@ -141,7 +139,7 @@ class MusicGenGenerator:
     def steps(self, durations: list[float]) -> int:
         """Decoding steps `generate` will take for these durations (for progress bars)."""
         first = [min(d, WINDOW) for d in durations]
-        steps = sum(self.new_tokens(first[b[0]] + LOOKAHEAD) for b in buckets(first, MAX_BATCH, self.min_fill))
+        steps = sum(self.new_tokens(first[b[0]] + LOOKAHEAD) for b in self._calls(first))
         for d in durations:  # windows past the first, one clip at a time
             left = d - WINDOW
             while left > 1e-9:
@@ -158,7 +156,7 @@ class MusicGenGenerator:
         # longer than MusicGen's window starts as one window here and is extended below.
         first = [min(d, WINDOW) for d in durations]
         clips: dict[int, np.ndarray] = {}
-        for batch in buckets(first, MAX_BATCH, self.min_fill):
+        for batch in self._calls(first):
             longest = first[batch[0]] + LOOKAHEAD
             audio = self._generate_batch([prompts[i] for i in batch], longest, [seeds[i] for i in batch], sampling, on_step)
             for row, i in enumerate(batch):
@@ -210,70 +208,4 @@ class MusicGenGenerator:
         return self._run(inputs, self.new_tokens(longest), seeds, sampling, on_step)
 
     def _run(self, inputs, new_tokens, seeds, sampling: Sampling, on_step) -> np.ndarray:
-        """Audio (batch, channels, samples) for processor inputs (text, and an audio prompt if any):
-        the fast loop where it applies, else transformers' generate."""
-        if self.fast is not None:
-            audio = self._fast_batch(inputs, new_tokens, seeds, sampling, on_step)
-            if audio is not None:
-                return audio
-        return self._hf_batch(inputs, new_tokens, seeds, sampling, on_step)
-
-    def _fast_batch(self, inputs, new_tokens, seeds, sampling: Sampling, on_step):
-        from .fast import FastMusicgen
-        from .support import NonFiniteLogits, Unsupported
-
-        done = [0]
-
-        def count(n):  # so that a retry doesn't report the same steps twice
-            done[0] += n
-            if on_step and done[0] <= new_tokens:
-                on_step(n)
-
-        options = dict(
-            guidance_scale=sampling.guidance_scale, do_sample=self.do_sample, temperature=sampling.temperature,
-            top_k=sampling.top_k, seeds=seeds, on_step=count,
-        )  # fmt: skip
-        mask = inputs.get("attention_mask")
-        options.update(input_values=inputs.get("input_values"), padding_mask=inputs.get("padding_mask"))
-        try:
-            try:
-                audio = self.fast.generate(inputs["input_ids"], mask, new_tokens, **options)
-            except NonFiniteLogits as exc:
-                if self.fast.dtype == self._torch.float32:
-                    raise
-                log.warning("MusicGen fast path: %s; switching the decoder to float32", exc)
-                self.fast = FastMusicgen(self.model, self.device, dtype=self._torch.float32)
-                done[0] = 0
-                audio = self.fast.generate(inputs["input_ids"], mask, new_tokens, **options)
-        except Unsupported as exc:
-            self._fall_back(str(exc), for_batch_only=True)
-            return None
-        except Exception as exc:
-            self._fall_back(f"fast path failed ({type(exc).__name__}: {exc})")
-            return None
-        return audio.cpu().numpy()
-
-    def _hf_batch(self, inputs, new_tokens, seeds, sampling: Sampling, on_step) -> np.ndarray:
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
-        from .sampling import SeededSampler, StepCallback
-
-        torch = self._torch
-        rows = self.num_codebooks  # scores have one row per item and codebook (twice, with guidance)
-        processors = []
-        if self.do_sample:
-            processors.append(
-                SeededSampler(seeds, rows, sampling.guidance_scale, sampling.temperature, sampling.top_k, self.device)
-            )
-        stopping = StoppingCriteriaList([StepCallback(on_step)] if on_step else [])
-        with torch.inference_mode():
-            audio = self.model.generate(
-                **inputs,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                do_sample=False,  # the sampler above samples; greedy then takes its choice
-                guidance_scale=sampling.guidance_scale,
-                logits_processor=LogitsProcessorList(processors),
-                stopping_criteria=stopping,
-            )
-        return audio.float().cpu().numpy()
+        return self.decoding.run(inputs, new_tokens, seeds, sampling, on_step)

@@ -141,3 +141,16 @@ class StepCallback:
     def __call__(self, input_ids, scores, **kwargs):
         self.on_step(1)
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class FiniteCheck:
+    """A transformers logits processor that changes nothing: it notes whether any score was inf or nan
+    (reduced-precision overflow), which the caller then treats as a failure of that precision."""
+
+    def __init__(self):
+        self.bad = False
+
+    def __call__(self, input_ids, scores):
+        if not self.bad and not bool(torch.isfinite(scores).all()):
+            self.bad = True
+        return scores

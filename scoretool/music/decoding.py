@@ -1,0 +1,199 @@
+"""How MusicGen's tokens get decoded: the fast loop where it applies, else transformers' `generate`, in
+the precision asked for, stepping down one notch at a time when something fails, never silently.
+
+- precision: int8 -> bf16 (where the CPU has it natively) -> fp32 (`precision.fallback`) when a
+  precision can't be set up (an op missing from this torch build, an API gone) or fails while running
+  (an error from its kernels, non-finite logits); each step down is a WARNING with the reason, and
+  `precision` then names what runs. Both paths honour the precision: the fast loop decodes in it, and
+  generate runs with the decoder's linear layers swapped for int8/bf16/fp16 stand-ins (`linears`).
+- path: the fast loop -> generate when the loop doesn't model the model (INFO, or WARNING if the fast
+  loop was asked for) or fails in fp32 (WARNING); both give the same tokens in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import numpy as np
+
+from ..precision import fallback
+
+log = logging.getLogger("scoretool")
+
+
+def env_use_fast() -> bool | None:
+    value = os.environ.get("SCORETOOL_FAST_MUSICGEN", "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return None
+
+
+class Progress:
+    """Steps reported for one batch: a retry (another precision, another path) doesn't report them twice."""
+
+    def __init__(self, on_step, total: int):
+        self.on_step, self.total, self.done = on_step, total, 0
+
+    def restart(self) -> None:
+        self.done = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.on_step and self.done <= self.total:
+            self.on_step(n)
+
+
+def fast_loop_options(precision: str) -> dict:
+    """FastMusicgen's arguments for a precision name."""
+    import torch
+
+    if precision == "int8":
+        return {"int8": True}
+    return {"dtype": {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]}
+
+
+class Decoding:
+    """`use_fast`: None = the fast loop where it applies (env SCORETOOL_FAST_MUSICGEN=0/1 overrides), True =
+    ask for it (a fallback is then a warning), False = always generate. `do_sample=False`: greedy."""
+
+    def __init__(self, model, device: str, precision: str, *, use_fast=None, do_sample=True, fast_options=None):
+        self.model, self.device, self.precision = model, device, precision
+        self.do_sample = do_sample
+        self.fast_options = fast_options or {}
+        self.num_codebooks = model.decoder.num_codebooks
+        self.fast = None
+        self.fallback_reason: str | None = None  # why generate is used, or None
+        self._hf_linears = None  # linears.LinearSwap for generate in a reduced precision, built when needed
+        self.use_fast = use_fast if use_fast is not None else env_use_fast()
+        if self.use_fast is False:
+            self.fallback_reason = "fast path turned off" + (" (SCORETOOL_FAST_MUSICGEN)" if use_fast is None else "")
+            log.debug("MusicGen: using transformers' generate: %s", self.fallback_reason)
+        else:
+            self._build_fast()
+
+    # ------------------------------------------------------------------ stepping down
+
+    def _step_down(self, reason: str) -> bool:
+        """Drop to the next precision (True), or say there is none (False: the caller falls back or raises)."""
+        following = fallback(self.precision, self.device)
+        if following is None:
+            return False
+        log.warning("MusicGen: %s; falling back to %s", reason, following)
+        self.precision = following
+        self._hf_linears = None
+        return True
+
+    def _fall_back(self, reason: str, for_batch_only: bool = False) -> None:
+        level = logging.WARNING if (self.use_fast or self.fast is not None) else logging.INFO
+        scope = "this batch" if for_batch_only else "from now on"
+        log.log(level, "MusicGen: using transformers' generate (%s): %s", scope, reason)
+        if not for_batch_only:
+            self.fast = None
+            self.fallback_reason = reason
+
+    def _build_fast(self) -> None:
+        from .fast import FastMusicgen
+        from .linears import int8_unavailable_reason
+        from .support import Unsupported
+
+        while True:
+            missing = int8_unavailable_reason() if self.precision == "int8" else None
+            if missing and self._step_down(f"int8 can't run: {missing}"):
+                continue
+            try:
+                self.fast = FastMusicgen(self.model, self.device, **fast_loop_options(self.precision), **self.fast_options)
+                return
+            except Unsupported as exc:
+                return self._fall_back(str(exc))
+            except Exception as exc:  # a fast-path bug must not stop the pipeline: say so, step down
+                reason = f"the fast loop could not be set up in {self.precision} ({type(exc).__name__}: {exc})"
+                if not self._step_down(reason):
+                    return self._fall_back(reason)
+
+    # ------------------------------------------------------------------ decoding
+
+    def run(self, inputs, new_tokens: int, seeds, sampling, on_step) -> np.ndarray:
+        """Audio (batch, channels, samples) for processor inputs (text, and an audio prompt if any)."""
+        progress = Progress(on_step, new_tokens)
+        if self.fast is not None:
+            audio = self._fast_batch(inputs, new_tokens, seeds, sampling, progress)
+            if audio is not None:
+                return audio
+        return self._hf_batch(inputs, new_tokens, seeds, sampling, progress)
+
+    def _fast_batch(self, inputs, new_tokens, seeds, sampling, progress: Progress):
+        from .support import Unsupported
+
+        options = dict(
+            guidance_scale=sampling.guidance_scale, do_sample=self.do_sample, temperature=sampling.temperature,
+            top_k=sampling.top_k, seeds=seeds, on_step=progress,
+            input_values=inputs.get("input_values"), padding_mask=inputs.get("padding_mask"),
+        )  # fmt: skip
+        while True:
+            try:
+                audio = self.fast.generate(inputs["input_ids"], inputs.get("attention_mask"), new_tokens, **options)
+                return audio.cpu().numpy()
+            except Unsupported as exc:
+                self._fall_back(str(exc), for_batch_only=True)
+                return None
+            except Exception as exc:
+                reason = f"the fast loop failed in {self.precision} ({type(exc).__name__}: {exc})"
+                if not self._step_down(reason):
+                    self._fall_back(f"fast path failed ({type(exc).__name__}: {exc})")
+                    return None
+                self._build_fast()
+                if self.fast is None:
+                    return None
+                progress.restart()
+
+    def _hf_batch(self, inputs, new_tokens, seeds, sampling, progress: Progress) -> np.ndarray:
+        while True:
+            try:
+                return self._hf_generate(inputs, new_tokens, seeds, sampling, progress)
+            except Exception as exc:
+                if self.precision == "fp32" or not self._step_down(
+                    f"generate failed in {self.precision} ({type(exc).__name__}: {exc})"
+                ):
+                    raise
+                if self.fast is not None:
+                    self._build_fast()
+                progress.restart()
+
+    def _hf_precision(self):
+        """The decoder's linears in this precision while generate runs (fp32: as loaded)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        from .linears import LinearSwap
+
+        if self._hf_linears is None:
+            self._hf_linears = LinearSwap(self.model.decoder, self.precision)
+        return self._hf_linears.swapped()
+
+    def _hf_generate(self, inputs, new_tokens, seeds, sampling, progress: Progress) -> np.ndarray:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from .sampling import FiniteCheck, SeededSampler, StepCallback
+        from .support import NonFiniteLogits
+
+        rows = self.num_codebooks  # scores have one row per item and codebook (twice, with guidance)
+        check = FiniteCheck() if self.precision != "fp32" else None
+        processors = [check] if check else []
+        if self.do_sample:
+            processors.append(
+                SeededSampler(seeds, rows, sampling.guidance_scale, sampling.temperature, sampling.top_k, self.device)
+            )
+        with torch.inference_mode(), self._hf_precision():
+            audio = self.model.generate(
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                do_sample=False,  # the sampler above samples; greedy then takes its choice
+                guidance_scale=sampling.guidance_scale, logits_processor=LogitsProcessorList(processors),
+                stopping_criteria=StoppingCriteriaList([StepCallback(progress)]),
+            )  # fmt: skip
+        if check and check.bad:
+            raise NonFiniteLogits(f"non-finite logits in {self.precision} decoding")
+        return audio.float().cpu().numpy()

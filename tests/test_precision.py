@@ -1,0 +1,204 @@
+"""`--precision`: what `auto` picks on which machine, the int8 linear layer, and MusicGen at every
+precision: seeded sampling reproducible and independent of the batch, and a precision that fails stepping
+down to the next with the reason logged and `spec.precision` saying what ran."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from scoretool import precision
+from scoretool.errors import ScoreToolError
+from scoretool.music import decoder as decodermod
+from scoretool.music import linears
+from scoretool.music.fast import FastMusicgen
+from scoretool.music.linears import Int8Linear
+from scoretool.music.musicgen import MusicGenGenerator
+from scoretool.precision import CpuKernels, choose, fallback
+from scoretool.specs import CONCRETE_PRECISIONS, ModelSpec, Sampling
+
+PROMPTS = ["calm piano melody with soft strings", "drums", "a dog running on the beach at night"]
+AVX2 = frozenset({"avx2", "fma"})
+BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend to be a CPU with these capabilities."""
+
+    def pretend(capability="AVX2", flags=AVX2, int8_missing=None):
+        kernels = CpuKernels(capability, flags, int8_missing)
+        monkeypatch.setattr(precision, "cpu_kernels", lambda: kernels)
+
+    return pretend
+
+
+# --------------------------------------------------------------------------- choose / fallback
+
+
+def test_auto_on_a_cpu_follows_its_kernels(machine):
+    machine("AVX2", AVX2)
+    assert choose("auto", "cpu", "music").precision == "int8"
+    machine("AVX512", BF16, int8_missing="this torch has no fbgemm int8 kernels")
+    got = choose("auto", "cpu", "music")
+    assert got.precision == "bf16" and "avx512_bf16" in got.why
+    machine("DEFAULT", frozenset(), int8_missing=None)
+    got = choose("auto", "cpu", "music")
+    assert got.precision == "fp32" and "no native bf16" in got.why
+    assert choose("auto", "cpu", "caption").precision == "fp32"
+
+
+def test_auto_elsewhere_and_explicit_choices():
+    assert choose("auto", "cuda:0", "music").precision == "fp16"
+    assert choose("auto", "cuda", "caption").precision == "fp32"
+    assert choose("auto", "mps", "music").precision == "fp32"
+    for p in CONCRETE_PRECISIONS:
+        device = {"fp16": "cuda", "int8": "cpu"}.get(p, "cpu")
+        got = choose(p, device, "music")
+        assert got.precision == p and got.why == f"--precision {p}"
+        ModelSpec("m", device, got.precision)  # a valid spec
+    auto = choose("auto", "cpu", "music")
+    assert auto.precision in CONCRETE_PRECISIONS and auto.why.startswith("auto: ")
+
+
+@pytest.mark.parametrize("requested,device,says", [("fp16", "cpu", "CUDA GPU only"), ("int8", "cuda:0", "CPU only"), ("fp8", "cpu", "unknown")])
+def test_impossible_choices_are_one_clear_line(requested, device, says):
+    with pytest.raises(ScoreToolError) as err:
+        choose(requested, device, "music")
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fallback_steps_down_to_fp32(machine):
+    machine("AVX2", AVX2)
+    assert [fallback(p, "cpu") for p in ("int8", "bf16", "fp32")] == ["fp32", "fp32", None]
+    machine("AVX512", BF16)
+    assert fallback("int8", "cpu") == "bf16"
+    assert fallback("fp16", "cuda") == "fp32"
+
+
+# --------------------------------------------------------------------------- the int8 linear
+
+needs_int8 = pytest.mark.skipif(linears.int8_unavailable_reason() is not None, reason="no fbgemm int8 kernels here")
+
+
+@needs_int8
+def test_int8_linear_is_close_and_each_row_independent_of_the_batch():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(96, 64, generator=g) * 0.05
+    x = torch.randn(7, 64, generator=g) * 3 + 1
+    x[3] = 0.5  # a constant row
+    lin = Int8Linear(w)
+    y = lin(x)
+    ref = x @ w.T
+    assert (y - ref).norm() / ref.norm() < 0.03
+    for i in range(7):
+        assert torch.equal(lin(x[i : i + 1]), y[i : i + 1])
+    assert torch.equal(lin(x.view(7, 1, 64)).view(7, 96), y)
+    fused = Int8Linear.fused([w[:40], w[40:]])
+    assert torch.equal(fused(x), y)  # fusing layers that read one input changes nothing
+
+
+# --------------------------------------------------------------------------- MusicGen at each precision
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from scoretool import testing
+
+    return testing.make_tiny_musicgen(tmp_path_factory.mktemp("tiny-precision") / "musicgen")
+
+
+def _generator(tiny_dir, p, **options):
+    return MusicGenGenerator(ModelSpec(str(tiny_dir), "cpu", p), **options)
+
+
+def same_music(a, b) -> bool:
+    """Equal but for float rounding (another token anywhere moves the audio by ~0.1)."""
+    return a.shape == b.shape and float(np.abs(a - b).max()) < 1e-5
+
+
+@pytest.mark.parametrize("p", ["fp32", "bf16", pytest.param("int8", marks=needs_int8)])
+@pytest.mark.parametrize("use_fast", [True, False], ids=["fast", "generate"])
+def test_seeded_sampling_is_reproducible_and_batch_independent_at_every_precision(tiny_dir, p, use_fast):
+    gen = _generator(tiny_dir, p, use_fast=use_fast)
+    assert gen.spec.precision == p and (gen.fast is not None) == use_fast
+    sampling = Sampling()
+    together = gen.generate(PROMPTS, [0.4] * 3, [5, 6, 7], sampling)
+    alone = gen.generate(PROMPTS[1:2], [0.4], [6], sampling)
+    again = gen.generate(PROMPTS, [0.4] * 3, [5, 6, 7], sampling)
+    # The tokens are the same; EnCodec decodes a batch at once, which moves the audio by float rounding only.
+    assert same_music(together[1], alone[0])
+    assert all(np.array_equal(a, b) for a, b in zip(together, again))
+    assert not same_music(gen.generate(PROMPTS[1:2], [0.4], [99], sampling)[0], alone[0])
+
+
+@needs_int8
+def test_int8_greedy_tokens_are_the_same_on_both_paths(tiny_dir):
+    """The fast loop's fused int8 projections give what generate gives with the stand-in int8 linears."""
+    fast = _generator(tiny_dir, "int8", use_fast=True, do_sample=False)
+    slow = _generator(tiny_dir, "int8", use_fast=False, do_sample=False)
+    a = fast.generate(PROMPTS, [0.5] * 3, [1, 2, 3], Sampling())
+    b = slow.generate(PROMPTS, [0.5] * 3, [1, 2, 3], Sampling())
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _reference(tiny_dir, p):
+    return _generator(tiny_dir, p).generate(PROMPTS[:2], [0.3, 0.3], [4, 5], Sampling())
+
+
+@needs_int8
+@pytest.mark.parametrize("use_fast", [True, False], ids=["fast", "generate"])
+def test_an_int8_op_that_fails_steps_down_with_the_reason_logged(tiny_dir, monkeypatch, caplog, use_fast):
+    gen = _generator(tiny_dir, "int8", use_fast=use_fast)
+
+    def broken(self, x):
+        raise RuntimeError("simulated: quantized::linear_dynamic is not in this build")
+
+    monkeypatch.setattr(Int8Linear, "forward", broken)
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        clips = gen.generate(PROMPTS[:2], [0.3, 0.3], [4, 5], Sampling())
+    following = fallback("int8", "cpu")
+    assert gen.spec.precision == following
+    assert "linear_dynamic is not in this build" in caplog.text and f"falling back to {following}" in caplog.text
+    assert (gen.fast is not None) == use_fast  # the path stays; only the precision steps down
+    assert all(same_music(a, b) for a, b in zip(clips, _reference(tiny_dir, following)))
+
+
+def test_int8_kernels_missing_at_load_step_down(tiny_dir, monkeypatch, caplog):
+    monkeypatch.setattr(linears, "int8_unavailable_reason", lambda: "pretend this torch has no fbgemm")
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        gen = _generator(tiny_dir, "int8")
+    assert gen.spec.precision == fallback("int8", "cpu") and gen.fast is not None
+    assert "pretend this torch has no fbgemm" in caplog.text
+
+
+@needs_int8
+def test_non_finite_int8_logits_step_down(tiny_dir, monkeypatch, caplog):
+    real = decodermod.Decoder._logits
+
+    def overflowing(self, h, rows):
+        logits = real(self, h, rows)
+        return torch.full_like(logits, float("nan")) if self.int8 else logits
+
+    monkeypatch.setattr(decodermod.Decoder, "_logits", overflowing)
+    gen = _generator(tiny_dir, "int8")
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        clips = gen.generate(PROMPTS[:2], [0.3, 0.3], [4, 5], Sampling())
+    assert gen.spec.precision == fallback("int8", "cpu") and "non-finite logits in int8" in caplog.text
+    assert all(np.isfinite(c).all() for c in clips)
+
+
+@needs_int8
+def test_int8_decoding_stays_close_to_fp32(tiny_dir):
+    """Greedy tokens of the tiny model: most agree with fp32 (the real-shape numbers: benchmarks/quality.py)."""
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+    model = MusicgenForConditionalGeneration.from_pretrained(tiny_dir).eval()
+    inputs = AutoProcessor.from_pretrained(tiny_dir)(text=PROMPTS, padding=True, return_tensors="pt")
+    codes = {
+        p: FastMusicgen(model, "cpu", **options).generate_codes(inputs["input_ids"], inputs["attention_mask"], 60, do_sample=False)
+        for p, options in {"fp32": {}, "int8": {"int8": True}, "bf16": {"dtype": torch.bfloat16}}.items()
+    }
+    for p in ("int8", "bf16"):
+        assert (codes[p] == codes["fp32"]).float().mean() > 0.8
