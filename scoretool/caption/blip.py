@@ -1,12 +1,15 @@
-"""BLIP image captioning through transformers."""
+"""BLIP image captioning through transformers, in the precision its `ModelSpec` asks for (see `lowp`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from PIL import Image
 
 from .. import models
+from ..specs import ModelSpec
+from . import lowp
 
 # BLIP-base was trained on web alt-text and sometimes emits these non-words.
 _ARTIFACTS = re.compile(r"\b(arafed|araffe|arafe|araf|there is|there are)\b\s*", re.IGNORECASE)
@@ -18,26 +21,43 @@ def clean_caption(text: str) -> str:
 
 
 class BlipCaptioner:
+    """`spec.precision` fp32 (the reference), bf16, int8 (CPU) or fp16 (CUDA). One that cannot run
+    here falls back (int8 -> bf16 -> fp32, logged at WARNING); `spec` is then the one that runs."""
+
     name = "blip"
     batch_size = 8
 
-    def __init__(self, model: str, device: str, max_new_tokens: int = 30):
+    def __init__(self, spec: ModelSpec, max_new_tokens: int = 30):
         import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        self.model_id = models.resolve(model)
-        self.device = device
+        self._torch = torch
+        self.model_id = models.resolve(spec.model)
+        self.device = spec.device
         self.max_new_tokens = max_new_tokens
         role = "caption model (--caption-model)"
-        self.processor = models.load(model, role, BlipProcessor.from_pretrained)
-        self.model = models.load(model, role, BlipForConditionalGeneration.from_pretrained)
-        self.model.to(device).eval()
-        self._torch = torch
+        self.processor = models.load(spec.model, role, BlipProcessor.from_pretrained)
+
+        def load():
+            return models.load(spec.model, role, BlipForConditionalGeneration.from_pretrained).to(spec.device).eval()
+
+        self.model, precision = lowp.load_in(load, spec.precision, spec.device, self._check)
+        self.pixel_dtype = lowp.activation_dtype(lowp.PARTS[precision].vision)
+        self.spec = dataclasses.replace(spec, precision=precision)
+
+    def _check(self, model, precision: str) -> None:
+        """Caption one blank picture, two tokens: every op of the converted model runs once."""
+        self.model, self.pixel_dtype = model, lowp.activation_dtype(lowp.PARTS[precision].vision)
+        self._generate([Image.new("RGB", (64, 64), (128, 128, 128))], max_new_tokens=2)
+
+    def _generate(self, images: list[Image.Image], max_new_tokens: int):
+        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").to(self.device)
+        pixels = inputs["pixel_values"].to(self.pixel_dtype)
+        with self._torch.inference_mode():
+            return self.model.generate(pixel_values=pixels, max_new_tokens=max_new_tokens)
 
     def caption(self, images: list[Image.Image]) -> list[str]:
         if not images:
             return []
-        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").to(self.device)
-        with self._torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens)
+        out = self._generate(images, self.max_new_tokens)
         return [clean_caption(t) for t in self.processor.batch_decode(out, skip_special_tokens=True)]

@@ -1,0 +1,128 @@
+"""BLIP in a lower precision: bf16 or int8 on the CPU, fp16 on a CUDA GPU, with fallbacks that say why.
+
+BLIP captioning has two parts of very different shapes. The vision encoder (ViT-B/16 at 384 px for
+blip-base) runs once per image on 577 patch tokens: large matrix products, bound by arithmetic. The
+text decoder (BERT-base with cross-attention to those tokens) runs ~30 steps of one token per image:
+small products, bound by reading the weights. So each precision says what each part runs in (see
+`PARTS`), and measured on the CPU, int8 pays in the decoder (dynamic quantization of its Linear
+layers: int8 weights, a quarter of the bytes) but not (or less) in the encoder.
+
+A precision that cannot run here (a missing op, an API a future torch drops, int8 on a GPU) falls
+back to the next (int8 -> bf16 -> fp32, fp16 -> fp32) with the reason logged at WARNING; the
+caller gets the precision that really runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import ScoreToolError
+from ..files import first_line
+
+log = logging.getLogger("scoretool")
+
+FALLBACK = {"int8": "bf16", "bf16": "fp32", "fp16": "fp32"}
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the vision encoder and the text decoder run in: "fp32", "fp16", "bf16" or "int8" (Linear
+    layers dynamically quantized to int8, activations in fp32)."""
+
+    vision: str
+    decoder: str
+
+
+PARTS = {
+    "fp32": Parts(vision="fp32", decoder="fp32"),
+    "fp16": Parts(vision="fp16", decoder="fp16"),
+    "bf16": Parts(vision="bf16", decoder="bf16"),
+    "int8": Parts(vision="int8", decoder="int8"),
+}
+
+
+class PrecisionUnavailable(RuntimeError):
+    """This precision cannot run on this device (the message says why)."""
+
+
+def activation_dtype(part: str):
+    """The dtype a part takes its input in and gives its output in."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(part, torch.float32)
+
+
+def convert_part(module, part: str, device: str):
+    """`module` (on `device`, in fp32) converted to `part`; returns the module to use."""
+    import torch
+
+    if part == "fp32":
+        return module
+    if part == "fp16":
+        if not device.startswith("cuda"):
+            raise PrecisionUnavailable(f"fp16 runs on a CUDA GPU only, not on {device}")
+        return module.to(torch.float16)
+    if part == "bf16":
+        return module.to(torch.bfloat16)
+    if part == "int8":
+        if device != "cpu":
+            raise PrecisionUnavailable(f"int8 (dynamic quantization) runs on the CPU only, not on {device}")
+        from torch.ao.quantization import quantize_dynamic
+
+        # torch.ao.quantization says it is deprecated (for torchao) on every call; the day it is gone,
+        # the import or the call fails and int8 falls back, logged. Until then, keep the console clean.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*(deprecated|will be removed)", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*(deprecated|will be removed)", category=UserWarning)
+            return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    raise PrecisionUnavailable(f"unknown precision {part!r}")
+
+
+def convert(model, precision: str, device: str):
+    """A loaded `BlipForConditionalGeneration` (fp32, on `device`) converted in place to `precision`:
+    each part as `PARTS` says, the vision encoder's attention fused (see `attention`), and where the
+    parts' activations differ, the encoder's output cast to the decoder's dtype."""
+    from .attention import fuse_vision_attention
+
+    parts = PARTS[precision]
+    model.vision_model = convert_part(model.vision_model, parts.vision, device)
+    model.text_decoder = convert_part(model.text_decoder, parts.decoder, device)
+    if precision != "fp32":
+        fuse_vision_attention(model.vision_model)
+    to_decoder = activation_dtype(parts.decoder)
+    if activation_dtype(parts.vision) != to_decoder:
+
+        def cast(module, args, output):
+            output.last_hidden_state = output.last_hidden_state.to(to_decoder)
+            return output
+
+        model.vision_model.register_forward_hook(cast)
+    return model
+
+
+def load_in(
+    load: Callable[[], object],
+    precision: str,
+    device: str,
+    check: Callable[[object, str], None],
+) -> tuple[object, str]:
+    """`load()` the fp32 model and convert it to `precision`, falling back (int8 -> bf16 -> fp32) where
+    conversion or `check(model, precision)` (a real captioning call) fails. Returns the model and the
+    precision it runs in. fp32 is converted and checked by nothing: it is the reference path."""
+    model = load()
+    while precision != "fp32":
+        try:
+            converted = convert(model, precision, device)
+            check(converted, precision)
+            return converted, precision
+        except ScoreToolError:
+            raise
+        except Exception as exc:  # a missing op or API shows as any error class; the message says which
+            fallback = FALLBACK[precision]
+            log.warning("caption model: %s does not run here (%s); using %s", precision, first_line(exc), fallback)
+            precision = fallback
+            model = load()  # conversion works in place: start again from the weights
+    return model, precision

@@ -1,0 +1,120 @@
+"""BLIP captions in each precision (tiny BLIP of scoretool.testing): fp32 is today's path exactly,
+bf16 and int8 really run in their precision, and one that cannot run falls back, saying why."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scoretool.caption import lowp
+from scoretool.caption.blip import BlipCaptioner, clean_caption
+from scoretool.specs import ModelSpec
+
+
+@pytest.fixture(scope="module")
+def blip_folder(tiny_models):
+    return str(tiny_models["blip"])
+
+
+def _images() -> list[Image.Image]:
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    return [Image.fromarray(noise), Image.new("RGB", (640, 480), (200, 30, 30)), Image.new("RGB", (64, 64), (0, 90, 200))]
+
+
+def _captioner(folder: str, precision: str) -> BlipCaptioner:
+    return BlipCaptioner(ModelSpec(folder, "cpu", precision), max_new_tokens=8)
+
+
+def _quantized_linears(module) -> int:
+    return sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in module.modules())
+
+
+def test_fp32_is_the_plain_transformers_path(blip_folder):
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    processor = BlipProcessor.from_pretrained(blip_folder)
+    model = BlipForConditionalGeneration.from_pretrained(blip_folder).eval()
+    inputs = processor(images=_images(), return_tensors="pt")
+    with torch.inference_mode():
+        expected = [clean_caption(t) for t in processor.batch_decode(model.generate(**inputs, max_new_tokens=8), skip_special_tokens=True)]
+
+    captioner = _captioner(blip_folder, "fp32")
+    assert captioner.caption(_images()) == expected
+    assert captioner.spec.precision == "fp32"
+    assert next(captioner.model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_each_precision_captions_in_that_precision(blip_folder, precision, caplog):
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        captioner = _captioner(blip_folder, precision)
+    assert not caplog.records, "no fallback expected on this CPU"
+    assert captioner.spec == ModelSpec(blip_folder, "cpu", precision)
+
+    parts = lowp.PARTS[precision]
+    for module, part in ((captioner.model.vision_model, parts.vision), (captioner.model.text_decoder, parts.decoder)):
+        if part == "int8":
+            assert _quantized_linears(module) > 0
+        else:
+            assert _quantized_linears(module) == 0
+            assert {p.dtype for p in module.parameters()} == {lowp.activation_dtype(part)}
+
+    captions = captioner.caption(_images())
+    assert len(captions) == 3 and all(c.split() for c in captions)
+    vocab = captioner.processor.tokenizer.get_vocab()
+    assert all(word in vocab for c in captions for word in c.split())
+
+
+def test_int8_that_cannot_run_falls_back_to_bf16_saying_why(blip_folder, monkeypatch, caplog):
+    import torch.ao.quantization
+
+    def gone(*args, **kwargs):
+        raise AttributeError("quantize_dynamic was removed")  # as a future torch might
+
+    monkeypatch.setattr(torch.ao.quantization, "quantize_dynamic", gone)
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        captioner = _captioner(blip_folder, "int8")
+
+    assert captioner.spec == ModelSpec(blip_folder, "cpu", "bf16")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "int8" in caplog.text and "quantize_dynamic was removed" in caplog.text and "bf16" in caplog.text
+    assert _quantized_linears(captioner.model) == 0
+    assert next(captioner.model.text_decoder.parameters()).dtype == torch.bfloat16
+    assert all(c.split() for c in captioner.caption(_images()))
+
+
+def test_a_failing_check_falls_all_the_way_to_fp32(blip_folder, monkeypatch, caplog):
+    """bf16 converts but its first real caption fails (an op missing for bf16 on this CPU, say)."""
+    real_convert = lowp.convert
+
+    def convert(model, precision, device):
+        model = real_convert(model, precision, device)
+        if precision != "fp32":
+
+            def refuse(*args, **kwargs):
+                raise RuntimeError(f'"addmm" not implemented for {precision}')
+
+            model.vision_model.forward = refuse
+        return model
+
+    monkeypatch.setattr(lowp, "convert", convert)
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        captioner = _captioner(blip_folder, "int8")
+
+    assert captioner.spec.precision == "fp32"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "int8" in warnings[0] and "not implemented for int8" in warnings[0] and "using bf16" in warnings[0]
+    assert "bf16" in warnings[1] and "using fp32" in warnings[1]
+    assert captioner.caption(_images()) == _captioner(blip_folder, "fp32").caption(_images())
+
+
+def test_fp16_on_the_cpu_falls_back_to_fp32(blip_folder, caplog):
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        captioner = _captioner(blip_folder, "fp16")
+    assert captioner.spec.precision == "fp32"
+    assert "CUDA" in caplog.text
