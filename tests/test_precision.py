@@ -202,3 +202,17 @@ def test_int8_decoding_stays_close_to_fp32(tiny_dir):
     }
     for p in ("int8", "bf16"):
         assert (codes[p] == codes["fp32"]).float().mean() > 0.8
+
+
+@needs_int8
+def test_int8_continuation_is_the_same_on_both_paths(tiny_dir):
+    """An audio prompt: the fast loop's prefill runs transformers' decoder with the int8 stand-ins, as generate does."""
+    t = np.arange(round(0.6 * 32000)) / 32000
+    context = (0.2 * np.sin(2 * np.pi * 220 * t) + 0.02 * np.random.default_rng(0).standard_normal(len(t)))[:, None]
+    context = context.astype(np.float32)
+    fast = _generator(tiny_dir, "int8", use_fast=True)
+    slow = _generator(tiny_dir, "int8", use_fast=False)
+    a = fast.continue_from("calm piano", context, 0.4, 5, Sampling())
+    b = slow.continue_from("calm piano", context, 0.4, 5, Sampling())
+    assert fast.fast is not None and fast.spec.precision == "int8"
+    assert same_music(a, b)

@@ -12,13 +12,13 @@ the precision asked for, stepping down one notch at a time when something fails,
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 
 import numpy as np
 
 from ..precision import fallback
+from .linears import LinearSwap
 
 log = logging.getLogger("scoretool")
 
@@ -67,7 +67,7 @@ class Decoding:
         self.num_codebooks = model.decoder.num_codebooks
         self.fast = None
         self.fallback_reason: str | None = None  # why generate is used, or None
-        self._hf_linears = None  # linears.LinearSwap for generate in a reduced precision, built when needed
+        self._hf_linears = LinearSwap(model.decoder, precision)  # the decoder's linears while generate runs
         self.use_fast = use_fast if use_fast is not None else env_use_fast()
         if self.use_fast is False:
             self.fallback_reason = "fast path turned off" + (" (SCORETOOL_FAST_MUSICGEN)" if use_fast is None else "")
@@ -84,7 +84,7 @@ class Decoding:
             return False
         log.warning("MusicGen: %s; falling back to %s", reason, following)
         self.precision = following
-        self._hf_linears = None
+        self._hf_linears = LinearSwap(self.model.decoder, following)
         return True
 
     def _fall_back(self, reason: str, for_batch_only: bool = False) -> None:
@@ -163,16 +163,6 @@ class Decoding:
                     self._build_fast()
                 progress.restart()
 
-    def _hf_precision(self):
-        """The decoder's linears in this precision while generate runs (fp32: as loaded)."""
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        from .linears import LinearSwap
-
-        if self._hf_linears is None:
-            self._hf_linears = LinearSwap(self.model.decoder, self.precision)
-        return self._hf_linears.swapped()
-
     def _hf_generate(self, inputs, new_tokens, seeds, sampling, progress: Progress) -> np.ndarray:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
@@ -187,7 +177,7 @@ class Decoding:
             processors.append(
                 SeededSampler(seeds, rows, sampling.guidance_scale, sampling.temperature, sampling.top_k, self.device)
             )
-        with torch.inference_mode(), self._hf_precision():
+        with torch.inference_mode(), self._hf_linears.swapped():
             audio = self.model.generate(
                 **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                 do_sample=False,  # the sampler above samples; greedy then takes its choice

@@ -120,7 +120,7 @@ class FastMusicgen:
         self.delays = delay_pattern(self.K, self.channels)
         self.start = int(gen.decoder_start_token_id if gen.decoder_start_token_id is not None else gen.bos_token_id)
         self.static_loop = StaticLoop(self.decoder, self.start, self._pick, self._prefill, bucket=bucket, graphs=graphs)
-        self._prefill_linears: LinearSwap | None = None
+        self._prefill_linears = LinearSwap(model.decoder, self.precision)  # transformers' decoder in this precision
 
     @property
     def graphs(self) -> bool:
@@ -261,7 +261,7 @@ class FastMusicgen:
         prefix = job.table[:, :, : P + 1]  # every codebook is held to known tokens up to position P
         ids = prefix.repeat(rows // job.batch, 1, 1).reshape(rows * self.K, P + 1)
         decoder = self.model.decoder
-        with self._prefill_precision():
+        with self._prefill_linears.swapped():
             out = decoder.model.decoder(
                 input_ids=ids.to(decoder.device), encoder_hidden_states=job.enc_model_dtype,
                 encoder_attention_mask=enc_mask, use_cache=True,
@@ -273,14 +273,6 @@ class FastMusicgen:
             kv[i, 0, :, :, : P + 1].copy_(layer.keys)
             kv[i, 1, :, :, : P + 1].copy_(layer.values)
         return logits[:, :, -1].to(self.device)
-
-    def _prefill_precision(self):
-        """transformers' decoder with its linears in this loop's precision (built on the first prompt)."""
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        if self._prefill_linears is None:
-            self._prefill_linears = LinearSwap(self.model.decoder, self.precision)
-        return self._prefill_linears.swapped()
 
     def _run_dynamic(self, enc, enc_mask, job: Job):
         """The eager loop (the CPU's): transformers' step op for op, on a KV cache as long as the job."""

@@ -102,20 +102,31 @@ def reduced(linear: torch.nn.Linear, precision: str) -> torch.nn.Module:
 
 
 class LinearSwap:
-    """Stand-ins for every `nn.Linear` under `module`, built once, swapped in while `swapped()` runs."""
+    """Stand-ins in `precision` for every `nn.Linear` under `module`, swapped in while `swapped()` runs;
+    built on first use (fp32: nothing to swap)."""
 
     def __init__(self, module: torch.nn.Module, precision: str):
         self.module = module
         self.precision = precision
-        self.stand_ins = {
-            name: reduced(child, precision) for name, child in module.named_modules() if type(child) is torch.nn.Linear
-        }
+        self._stand_ins: dict[str, torch.nn.Module] | None = None
+
+    def _built(self) -> dict[str, torch.nn.Module]:
+        if self._stand_ins is None:
+            self._stand_ins = {
+                name: reduced(child, self.precision)
+                for name, child in self.module.named_modules()
+                if type(child) is torch.nn.Linear
+            }
+        return self._stand_ins
 
     @contextlib.contextmanager
     def swapped(self):
+        if self.precision == "fp32":
+            yield
+            return
         originals = {}
         try:
-            for name, stand_in in self.stand_ins.items():
+            for name, stand_in in self._built().items():
                 parent, _, attr = name.rpartition(".")
                 owner = self.module.get_submodule(parent)
                 originals[name] = (owner, attr, getattr(owner, attr))
