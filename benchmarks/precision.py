@@ -34,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from shapes import DEFAULT_CACHE, build_folders  # noqa: E402
+from scoretool.media.ffmpeg import ffmpeg_exe  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 PROMPT = "warm cinematic strings, 90 BPM"
@@ -108,7 +109,7 @@ def cut_clip(source: Path, seconds: float, folder: Path) -> Path:
     """The first `seconds` of `source`, re-encoded so the cut is exact."""
     clip = folder / f"first-{seconds:g}s{source.suffix}"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", f"{seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+        [ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-t", f"{seconds}", "-c:v", "libx264", "-preset", "ultrafast",
          "-c:a", "aac", str(clip)],
         check=True,
     )  # fmt: skip
@@ -149,7 +150,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     precisions = [p for p in args.precisions.split(",") if p]
     folders = build_folders(args.cache)
-    work = Path(tempfile.mkdtemp(prefix="scoretool-precision-"))
+    with tempfile.TemporaryDirectory(prefix="scoretool-precision-") as tmp:
+        return _run(args, precisions, folders, Path(tmp))
+
+
+def _run(args, precisions, folders, work: Path) -> int:
     clip = cut_clip(args.input, QUICK_SECONDS, work) if args.quick else args.input
     reps = 1 if args.quick else args.reps
     import torch

@@ -263,7 +263,7 @@ def test_very_short_clips_keep_the_delay_pattern(generators):
     assert a[0].shape == b[0].shape == (320, 1) and np.array_equal(a[0], b[0])
 
 
-def test_unsupported_models_are_named():
+def test_unsupported_models_are_named(tiny_dir):
     from transformers import (
         MusicgenForConditionalGeneration,
         MusicgenMelodyConfig,
@@ -271,7 +271,7 @@ def test_unsupported_models_are_named():
         MusicgenMelodyForConditionalGeneration,
     )
 
-    tiny_model = MusicgenForConditionalGeneration.from_pretrained(testing.make_tiny_musicgen(_tmp()))
+    tiny_model = MusicgenForConditionalGeneration.from_pretrained(tiny_dir)
     c = tiny_model.config
     keys = MusicgenMelodyDecoderConfig().to_dict()
     decoder = MusicgenMelodyDecoderConfig(**{k: v for k, v in c.decoder.to_dict().items() if k in keys})
@@ -283,12 +283,6 @@ def test_unsupported_models_are_named():
     assert "eos_token_id" in unsupported_reason(tiny_model)
     with pytest.raises(Unsupported):
         FastMusicgen(tiny_model, "cpu")
-
-
-def _tmp():
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="scoretool-fast-")
 
 
 def test_fallback_with_a_logged_reason_still_gives_the_right_audio(tiny_dir, monkeypatch, caplog):
