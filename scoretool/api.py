@@ -20,7 +20,7 @@ from .errors import InputError
 from .media.probe import probe
 from .music import load_music_generator
 from .plans import Plan, Settings
-from .presets import check_plan_presets, get_preset, load_presets
+from .presets import Presets, check_plan_presets, get_preset, load_presets
 from .progress import Reporter
 from .specs import Loaded, ModelSpec, model_spec
 from .stages import analysis, captions, music, output, prompts
@@ -106,7 +106,7 @@ def plan(
     return result
 
 
-def _with_presets(settings: Settings, overrides: overrides_mod.Overrides) -> tuple[Settings, dict]:
+def _with_presets(settings: Settings, overrides: overrides_mod.Overrides) -> tuple[Settings, Presets]:
     """Load the presets, take a sidecar's video-wide preset and prompt where no option set them,
     and fill in what no option gave from the video's preset, else the defaults. Unknown names fail
     here, early."""
@@ -144,12 +144,12 @@ def render(
     """
     reporter = reporter or Reporter()
     the_plan = plan_or_path if isinstance(plan_or_path, Plan) else Plan.load(plan_or_path)
-    the_plan.settings, _ = _with_presets(the_plan.settings, overrides_mod.Overrides())  # a hand-made plan may leave some unset
+    the_plan.settings, presets = _with_presets(the_plan.settings, overrides_mod.Overrides())  # a hand-made plan may leave some unset
     info = the_plan.input
     if not os.path.isfile(info.path):
         raise InputError(f"the plan's input file is missing: {info.path}")
     check_same_input(info, probe(info.path))
-    check_plan_presets(the_plan, load_presets(the_plan.settings.presets_dir))
+    check_plan_presets(the_plan, presets)
     output.check_output(info, output_path)
     if timeline:
         timelines.check_timeline_path(timeline)

@@ -14,15 +14,21 @@ from ..plans import Plan
 from ..progress import Reporter
 
 
+def mix_music(the_plan: Plan, clips: list, rate: int):
+    """The music alone as the render mixes it (transitions, fades, loudness), and its transitions."""
+    settings = the_plan.settings
+    bounds = [(s.start, s.end) for s in the_plan.scenes]
+    transitions = plan_transitions(clips, bounds, rate, settings.transition, settings.crossfade)
+    music = assemble(clips, bounds, rate, settings.crossfade, settings.fade_in, settings.fade_out, transitions)
+    return normalize_loudness(music, rate, settings.loudness), transitions
+
+
 def write_output(the_plan: Plan, clips: list, rate: int, output: str, reporter: Reporter, stems: str | None = None) -> None:
     """Mix the clips into the soundtrack and write it: a WAV of the music, or the video with it."""
     settings = the_plan.settings
     info = the_plan.input
-    bounds = [(s.start, s.end) for s in the_plan.scenes]
     with reporter.stage("mix"):
-        transitions = plan_transitions(clips, bounds, rate, settings.transition, settings.crossfade)
-        music = assemble(clips, bounds, rate, settings.crossfade, settings.fade_in, settings.fade_out, transitions)
-        music = normalize_loudness(music, rate, settings.loudness)
+        music, _transitions = mix_music(the_plan, clips, rate)
         if stems:
             write_stems(stems, the_plan, clips, music, rate)
         if os.path.splitext(output)[1].lower() in mux.OUTPUT_KINDS["audio"]:

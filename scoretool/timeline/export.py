@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.assemble import assemble, normalize_loudness, plan_transitions, write_wav
+from ..audio.assemble import write_wav
 from ..audio.beats import onsets
 from ..errors import OutputError
 from ..files import first_line, write_atomic
 from ..plans import Plan
 from ..progress import Reporter
+from ..stages.output import mix_music
 from .formats import Format, adapters, format_for, write_string
 from .layout import lay_out
 
@@ -52,15 +53,6 @@ def check_timeline_path(path: str) -> Format:
     if os.path.lexists(media) and not os.path.isfile(os.path.join(media, MARK)):
         raise OutputError(f"Cannot write the timeline {path}: {media} is there and scoretool did not write it; move it away.")
     return fmt
-
-
-def mix_music(plan: Plan, clips: list[np.ndarray], rate: int):
-    """The music as the render mixes it (transitions, fades, loudness), and its transitions."""
-    settings = plan.settings
-    bounds = [(s.start, s.end) for s in plan.scenes]
-    transitions = plan_transitions(clips, bounds, rate, settings.transition, settings.crossfade)
-    music = assemble(clips, bounds, rate, settings.crossfade, settings.fade_in, settings.fade_out, transitions)
-    return normalize_loudness(music, rate, settings.loudness), transitions
 
 
 def export_timeline(
