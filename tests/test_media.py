@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import subprocess
 import sys
 from pathlib import Path
@@ -458,12 +459,18 @@ def test_analysis_pass_reads_av1(synth):
     assert np.median(np.abs(np.asarray(image, np.int16) - all_frames(synth["av1.mkv"])[2])) <= 2
 
 
-def test_analysis_pass_on_an_undecodable_file_is_an_input_error(synth):
+def test_analysis_pass_on_an_undecodable_file_is_an_input_error(synth, tmp_path, monkeypatch):
     info = probe(synth["cuts.mp4"])  # a video's description, but the file is text
-    with pytest.raises(InputError, match="No video frame could be decoded") as caught:
-        with AnalysisPass(str(synth["text.mp4"]), info) as decoded:
-            read_to_end(decoded)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        with pytest.raises(InputError, match="No video frame could be decoded") as caught:
+            with AnalysisPass(str(synth["text.mp4"]), info) as decoded:
+                read_to_end(decoded)
+    finally:
+        tempfile.tempdir = None
     assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # its frames folder went too
 
 
 def test_analysis_pass_cleans_up_its_frames(synth):

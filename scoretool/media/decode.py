@@ -101,7 +101,11 @@ class AnalysisPass:
         # Drain stderr as it comes: a chatty decoder must not fill the pipe and stall ffmpeg.
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
-        self.video = _PipeStream(self)
+        try:
+            self.video = _PipeStream(self)  # reads the stream header: an undecodable file fails here
+        except BaseException:
+            self.close()  # __exit__ is not called when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
