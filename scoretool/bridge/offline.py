@@ -1,9 +1,13 @@
 """`--bridge offline`: deterministic prompts from a curated lexicon, no network, no model.
 
-The whole video gets one tonal frame (a genre family, a key and a tempo centre, read from the
-video summary), and each scene gets its own setting, mood, instruments and tempo within it:
-one score with contrast where the pictures change. Prompts have the LLM bridges' shape:
-"<Mood> <genre> with <instruments>, <tempo word> tempo, <N> BPM, in <key>".
+The whole video gets one tonal frame (a genre, a key and a tempo centre, from the family of
+footage its summary names, `families.py`), and each scene gets its own family's moods,
+instruments and tempo within it: one score with contrast where the pictures change. The mood
+words of a prompt always agree (`lexicon.agree`): the first is the one of the scene family's
+moods nearest to what the picture's light, motion or weather suggests, the second that
+suggestion itself where it agrees with the first and with the tempo, else another of the
+family's. A darker pair of moods moves the key to its relative minor. Prompts have the LLM
+bridges' shape: "<Mood> and <mood> <genre> with <instruments>, <tempo word> tempo, <N> BPM, in <key>".
 """
 
 from __future__ import annotations
@@ -13,19 +17,20 @@ import re
 from collections import Counter
 
 from .base import Answer, trim_prompt
+from .families import DEFAULT, FAMILIES, Family
 from .lexicon import (
     AGENT_WORDS,
-    DEFAULT_SETTING,
     GENRE_WORDS,
     INSTRUMENT_CUES,
     INSTRUMENT_WORDS,
     KEYS,
     MODIFIERS,
-    SETTINGS,
     TEMPO_WORDS,
     Modifier,
-    Setting,
+    agree,
+    distance,
     tempo_word,
+    valence,
 )
 
 _STOPWORDS = frozenset(
@@ -33,39 +38,79 @@ _STOPWORDS = frozenset(
     "some two three into onto near next front top over under up down out off large small big little "
     "close view image picture photo background side shot standing looking".split()
 )
-_KNOWN = frozenset({w for s in SETTINGS for w in s.words} | {w for m in MODIFIERS for w in m.words} | AGENT_WORDS)
+NEEDED_BOOST = 1.25  # a family that needs a word and has it is the more specific (see families.py)
+_PHRASES = frozenset(c for f in FAMILIES for c in f.cues if " " in c)
+_KNOWN = frozenset(
+    {w for f in FAMILIES for c in f.cues for w in c.split()} | {w for f in FAMILIES for w in f.needs}
+    | {w for m in MODIFIERS for w in m.words} | AGENT_WORDS
+)
+_CUED: dict[str, list[tuple[Family, float]]] = {}
+for _family in FAMILIES:
+    for _cue, _weight in _family.cues.items():
+        _CUED.setdefault(_cue, []).append((_family, _weight))
 
 
 def words(text: str) -> list[str]:
     """Lower-case words, plurals folded onto the singular form the lexicon knows."""
     out = []
     for w in re.findall(r"[a-z]+(?:-[a-z]+)?", (text or "").lower()):
-        if w not in _KNOWN and w.endswith("s") and w[:-1] in _KNOWN:
-            w = w[:-1]
+        if w not in _KNOWN and w.endswith("s"):
+            singular = (w[:-1], w[:-2], w[:-3] + "y" if w.endswith("ies") else "")
+            w = next((x for x in singular if x in _KNOWN), w)
         out.append(w)
     return out
 
 
-def best_setting(text: str) -> Setting:
-    """The setting whose words weigh most in `text`; ties go to the earlier word's setting."""
-    found = words(text)
+def terms(text: str) -> list[str]:
+    """The words of `text`, with the two-word phrases the families know ("cell phone") as one term."""
+    found, out, i = words(text), [], 0
+    while i < len(found):
+        pair = " ".join(found[i : i + 2])
+        out.append(pair if pair in _PHRASES else found[i])
+        i += 2 if pair in _PHRASES else 1
+    return out
+
+
+def best_family(text: str) -> Family:
+    """The family whose cues weigh most in `text`; ties go to the family whose cue comes first in it."""
+    found = terms(text)
+    present = set(words(text))
     scores: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
-    for position, w in enumerate(found):
-        for s in SETTINGS:
-            if w in s.words:
-                scores[s.name] += s.weight
-                first_seen.setdefault(s.name, position)
+    for position, term in enumerate(found):
+        for family, weight in _CUED.get(term, ()):
+            if family.needs and not family.needs & present:
+                continue
+            scores[family.name] += weight * (NEEDED_BOOST if family.needs else 1.0)
+            first_seen.setdefault(family.name, position)
     if not scores:
-        return DEFAULT_SETTING
+        return DEFAULT
     name = max(scores, key=lambda n: (scores[n], -first_seen[n]))
-    return next(s for s in SETTINGS if s.name == name)
+    return next(f for f in FAMILIES if f.name == name)
 
 
 def modifiers(text: str) -> list[Modifier]:
     found = set(words(text))
     moving = bool(found & AGENT_WORDS)
     return [m for m in MODIFIERS if m.words & found and (moving or not m.needs_agent)]
+
+
+def scene_bpm(scene: Family, video: Family, mods: list[Modifier]) -> int:
+    """Halfway between the video's tempo centre and the scene's, nudged by motion and light,
+    and kept inside the scene family's range (whose tempo words agree with its moods)."""
+    bpm = round((sum(video.bpm) + sum(scene.bpm)) / 4 + sum(m.bpm_shift for m in mods))
+    return max(scene.bpm[0], min(scene.bpm[1], bpm))
+
+
+def scene_moods(family: Family, suggested: list[str], tempo: str, caption: str) -> list[str]:
+    """Two mood words that agree with each other and with the tempo word (see the module's doc)."""
+    palette = [m for m in family.moods if agree(m, tempo)]
+    first = min(palette, key=lambda m: distance(m, suggested[0])) if suggested else palette[0]
+    second = [m for m in dict.fromkeys(suggested) if m != first and agree(m, first) and agree(m, tempo)]
+    if not second:
+        others = [m for m in palette if m != first and agree(m, first)]
+        second = [others[_stable_index(caption, len(others))]] if others else []
+    return [first, *second[:1]]
 
 
 def _stable_index(text: str, n: int) -> int:
@@ -76,8 +121,22 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _family(instrument: str) -> str:
+def _kind(instrument: str) -> str:
     return instrument.split()[-1].removesuffix("s")
+
+
+def scene_instruments(scene: Family, video: Family, seen: set[str], caption: str) -> list[str]:
+    """The scene family's signature, one more that the caption calls for (so different pictures of
+    one family still differ), and the video's signature as the colour every scene shares."""
+    first, rest = scene.instruments[0], scene.instruments[1:]
+    cued = [i for i in rest if INSTRUMENT_CUES.get(i, frozenset()) & seen]
+    instruments = [first, cued[0] if cued else rest[_stable_index(caption, len(rest))]]
+    shared = video.instruments[0]
+    if all(_kind(i) != _kind(shared) for i in instruments):
+        instruments.append(shared)
+    else:
+        instruments.append(next(i for i in rest if i not in instruments and _kind(i) not in map(_kind, instruments)))
+    return instruments
 
 
 class OfflineBridge:
@@ -114,32 +173,15 @@ class OfflineBridge:
     ) -> Answer:
         # The user's prompt leads, then a preset's style text; their words take the slots they fill.
         user = ", ".join(t.strip().rstrip(".") for t in (user_prompt, style) if t and t.strip())
-        scene = best_setting(f"{user} {caption}")
-        video = best_setting(summary) if summary else scene
+        scene = best_family(f"{user} {caption}")
+        video = best_family(summary) if summary else scene
         mods = modifiers(user) + [m for m in modifiers(caption) if m not in modifiers(user)]
+        bpm = scene_bpm(scene, video, mods)
+        moods = scene_moods(scene, [m.mood for m in mods], tempo_word(bpm), caption)
         major, minor = KEYS[_stable_index(summary or caption, len(KEYS))]
-        darker = next((m.minor for m in mods if m.minor is not None), None)
-        key = minor if (darker or (darker is None and scene.mood in ("brooding", "mysterious", "wistful"))) else major
-
-        # Tempo: halfway between the video's centre and the scene's own, then nudged by motion and light.
-        bpm = round((video.bpm + scene.bpm) / 2 + sum(m.bpm_shift for m in mods))
-        bpm = max(56, min(160, bpm))
-        moods = list(dict.fromkeys([mods[0].mood, scene.mood] if mods else [scene.mood]))
-        if tempo_word(bpm) in moods:  # "gentle and warm ..., gentle tempo" reads badly
-            moods.remove(tempo_word(bpm))
-            moods = moods or [scene.mood]
+        key = minor if valence(moods) < 0 else major
         genre = video.genre if kind == "video" else scene.genre
-        # The setting's signature instrument, one more that the caption calls for (so different pictures
-        # of one setting still differ), and the video's signature as the colour every scene shares.
-        first, rest = scene.instruments[0], scene.instruments[1:]
-        seen = set(words(f"{user} {caption}"))
-        cued = [i for i in rest if INSTRUMENT_CUES.get(i, frozenset()) & seen]
-        instruments = [first, cued[0] if cued else rest[_stable_index(caption, len(rest))]]
-        shared = video.instruments[0]
-        if all(_family(i) != _family(shared) for i in instruments):
-            instruments.append(shared)
-        else:
-            instruments.append(next(i for i in rest if i not in instruments))
+        instruments = scene_instruments(scene, video, set(words(f"{user} {caption}")), caption)
 
         taken = set(words(user))
         if "minor" in taken or "major" in taken:  # the user's or preset's mode wins over the picture's
