@@ -44,7 +44,7 @@ class Settings:
     prompt: str | None = None  # the user's global prompt: wins over what the pictures suggest
     min_scene: float = 2.0
     max_scene: float = 90.0
-    detector: str = "content"
+    detector: str = "combined"  # scoretool.media.scenes.DEFAULT_DETECTOR
     threshold: float | None = None
     frames_per_scene: int = 3
     image_duration: float = 15.0

@@ -1,4 +1,4 @@
-"""Scene boundaries: PySceneDetect finds the cuts, then pure functions shape them for music.
+"""Scene boundaries: a detector finds the cuts, then pure functions shape them for music.
 
 Music cannot change every half second, and a single 3-minute shot still wants some movement,
 so detected shots are merged up to a minimum length and split down to a maximum one.
@@ -15,6 +15,11 @@ from scoretool.media.info import MediaInfo
 Span = tuple[float, float]
 
 
+def _combined(threshold: float | None):
+    from scoretool.media.detectors import CombinedDetector, Tuning
+
+    return CombinedDetector() if threshold is None else CombinedDetector(Tuning(cut_ratio=threshold))
+
 
 def _content(threshold: float | None):
     from scenedetect import ContentDetector
@@ -28,8 +33,35 @@ def _adaptive(threshold: float | None):
     return AdaptiveDetector() if threshold is None else AdaptiveDetector(adaptive_threshold=threshold)
 
 
-# PySceneDetect's detectors by name (what `--detector` takes): each makes the detector for a threshold.
-DETECTORS = {"content": _content, "adaptive": _adaptive}
+def _histogram(threshold: float | None):
+    from scenedetect import HistogramDetector
+
+    return HistogramDetector() if threshold is None else HistogramDetector(threshold=threshold)
+
+
+def _hash(threshold: float | None):
+    from scenedetect import HashDetector
+
+    return HashDetector() if threshold is None else HashDetector(threshold=threshold)
+
+
+def _threshold(threshold: float | None):
+    from scenedetect import ThresholdDetector
+
+    return ThresholdDetector() if threshold is None else ThresholdDetector(threshold=threshold)
+
+
+# Scene detectors by name (what `--detector` takes): each makes the detector for a threshold (None:
+# its own default). "combined" is scoretool's (scoretool.media.detectors); the others are PySceneDetect's.
+DETECTORS = {
+    "combined": _combined,
+    "content": _content,
+    "adaptive": _adaptive,
+    "histogram": _histogram,
+    "hash": _hash,
+    "threshold": _threshold,
+}
+DEFAULT_DETECTOR = "combined"
 _EPS = 1e-6  # seconds; cuts closer than this to an edge or to each other are the same point
 
 log = logging.getLogger(__name__)
@@ -38,7 +70,7 @@ log = logging.getLogger(__name__)
 def detect_cuts(
     path: str,
     *,
-    detector: str = "content",
+    detector: str = DEFAULT_DETECTOR,
     threshold: float | None = None,
     downscale: float | None = None,
     info: MediaInfo | None = None,
@@ -55,11 +87,14 @@ def detect_cuts(
         return cuts_in(decoded.video, detector=detector, threshold=threshold)
 
 
-def cuts_in(video, *, detector: str = "content", threshold: float | None = None) -> list[float]:
-    """Cut times in a PySceneDetect `VideoStream`, read from where it is to its end.
+def cuts_in(video, *, detector: str = DEFAULT_DETECTOR, threshold: float | None = None) -> list[float]:
+    """Times (s) at which a new scene starts in a PySceneDetect `VideoStream`, read from where it is
+    to its end: the first frame of a new shot, or the middle of a dissolve or fade.
 
-    `threshold` is ContentDetector's `threshold` (default 27) or AdaptiveDetector's
-    `adaptive_threshold` (default 3).
+    `threshold` is each detector's own: the combined detector's hard-cut ratio (default 3, as
+    AdaptiveDetector's `adaptive_threshold`), ContentDetector's `threshold` (27), AdaptiveDetector's
+    `adaptive_threshold` (3), HistogramDetector's `threshold` (0.2), HashDetector's `threshold`
+    (0.35) or ThresholdDetector's `threshold` (12).
     """
     from scenedetect import SceneManager
 
