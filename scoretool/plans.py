@@ -95,8 +95,9 @@ class Scene:
     caption: str | None = None
     caption_source: str | None = None  # the bridge that wrote `caption` ("anthropic", "offline-fallback"...)
     prompt: str | None = None
-    prompt_source: str | None = None  # "anthropic", "local", "offline", "none", "offline-fallback", "user"...
-    fallback_reason: str | None = None  # why a bridge step of this scene fell back to the offline bridge
+    prompt_source: str | None = None  # "anthropic", "local", "offline", "none", "offline-fallback", "user"...;
+    # for a scene with no caption, what stood in: "neighbour", "summary" or "default" (fallback_reason says which)
+    fallback_reason: str | None = None  # why a bridge step fell back to the offline bridge, or a caption was stood in for
     seed: int | None = None
     preset: str | None = None  # this scene's own style, over the video's
 
