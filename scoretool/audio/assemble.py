@@ -1,13 +1,20 @@
 """Timeline assembly: equal-power crossfades across cuts, fades at the ends, loudness to a target.
 
-All arrays are float32, shape (samples, channels).
+All audio is float32, shape (samples, channels): arrays, or `tracks.Track`s read in blocks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .loudness import CEILING_DB, limit_into, normalize, true_peak_db
+from .tracks import ArrayTrack, Track, TrackFactory, in_memory, whole, write_wav
+
+__all__ = ["CEILING_DB", "Transition", "assemble", "assemble_track", "clip_spans", "limit", "normalize_loudness",
+           "plan_transitions", "true_peak_db", "write_wav"]  # fmt: skip
 
 
 def clip_spans(bounds: list[tuple[float, float]], crossfade: float) -> list[tuple[float, float]]:
@@ -74,25 +81,27 @@ def plan_transitions(
     return transitions
 
 
-def assemble(
-    clips: list[np.ndarray],
+def assemble_track(
+    clips: Sequence[np.ndarray],
     bounds: list[tuple[float, float]],
     sample_rate: int,
     crossfade: float,
     fade_in: float,
     fade_out: float,
     transitions: list[Transition] | None = None,
-) -> np.ndarray:
+    tracks: TrackFactory = in_memory,
+) -> Track:
     """Mix the clips (each as long as its `clip_spans` entry) into one track exactly as long as
-    the last scene's end, to the sample. Without `transitions`, each cut gets a centred
-    equal-power crossfade as long as the overlap."""
+    the last scene's end, to the sample, made by `tracks` (in memory, or a file for a long video:
+    one clip is read at a time). Without `transitions`, each cut gets a centred equal-power
+    crossfade as long as the overlap."""
     total = round(bounds[-1][1] * sample_rate)
-    channels = max(c.shape[1] for c in clips)
-    track = np.zeros((total, channels), dtype=np.float32)
+    channels = max(c.shape[1] for c in clips)  # one clip in memory at a time, even from a store on disk
+    track = tracks("music", total, channels)
     spans = clip_spans(bounds, crossfade)
     if transitions is None:
         transitions = [Transition(b[1], spans[i][1] - spans[i + 1][0]) for i, b in enumerate(bounds[:-1])]
-    for i, (clip, (span_start, span_end)) in enumerate(zip(clips, spans)):
+    for i, (span_start, span_end) in enumerate(spans):
         first = round(span_start * sample_rate)
         length = min(round(span_end * sample_rate), total) - first
         gain = np.ones(length, dtype=np.float32)
@@ -100,9 +109,15 @@ def assemble(
             _ramp(gain, transitions[i - 1], span_start, sample_rate, rising=True)
         if i + 1 < len(clips):  # out across the transition at its end
             _ramp(gain, transitions[i], span_start, sample_rate, rising=False)
-        track[first : first + length] += _fit(clip, length, channels) * gain[:, None]
+        track.write(first, track.read(first, length) + _fit(clips[i], length, channels) * gain[:, None])
     _fade_ends(track, sample_rate, fade_in, fade_out)
     return track
+
+
+def assemble(clips: list[np.ndarray], bounds, sample_rate: int, crossfade: float, fade_in: float, fade_out: float,
+             transitions: list[Transition] | None = None) -> np.ndarray:  # fmt: skip
+    """`assemble_track` in memory, as an array."""
+    return whole(assemble_track(clips, bounds, sample_rate, crossfade, fade_in, fade_out, transitions))
 
 
 def _ramp(gain: np.ndarray, t: Transition, clip_start: float, sample_rate: int, rising: bool) -> None:
@@ -135,73 +150,26 @@ def _equal_power(n: int, rising: bool) -> np.ndarray:
     return ramp.astype(np.float32)
 
 
-def _fade_ends(track: np.ndarray, sample_rate: int, fade_in: float, fade_out: float) -> None:
-    total = track.shape[0]
+def _fade_ends(track: Track, sample_rate: int, fade_in: float, fade_out: float) -> None:
+    total = track.frames
     n_in = min(round(fade_in * sample_rate), total // 4)
     n_out = min(round(fade_out * sample_rate), total // 3)
     if n_in:
-        track[:n_in] *= np.linspace(0.0, 1.0, n_in, dtype=np.float32)[:, None]
+        track.write(0, track.read(0, n_in) * np.linspace(0.0, 1.0, n_in, dtype=np.float32)[:, None])
     if n_out:
-        track[total - n_out :] *= np.linspace(1.0, 0.0, n_out, dtype=np.float32)[:, None] ** 2
-
-
-def true_peak_db(audio: np.ndarray, sample_rate: int) -> float:
-    """Peak of the 4x oversampled signal, in dBTP (ITU-R BS.1770 style)."""
-    from scipy.signal import resample_poly
-
-    peak = float(np.max(np.abs(resample_poly(audio.astype(np.float64), 4, 1, axis=0)))) if audio.size else 0.0
-    return 20 * np.log10(peak) if peak > 0 else float("-inf")
+        end = track.read(total - n_out, n_out)
+        track.write(total - n_out, end * np.linspace(1.0, 0.0, n_out, dtype=np.float32)[:, None] ** 2)
 
 
 def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float, window: float = 0.005) -> np.ndarray:
-    """A look-ahead peak limiter: gain follows the oversampled peaks, smoothed so it never clicks."""
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-    from scipy.signal import resample_poly
-
-    ceiling = 10 ** (ceiling_db / 20)
-    over = np.abs(resample_poly(audio.astype(np.float64), 4, 1, axis=0)).max(axis=1)
-    peaks = over.reshape(-1, 4).max(axis=1)  # each sample's peak, including the ones between samples
-    need = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
-    n = max(3, int(window * sample_rate) | 1)
-    # A min over 2n then a mean over n keeps the smoothed gain at or below what each peak needs.
-    gain = uniform_filter1d(minimum_filter1d(need, size=2 * n + 1, mode="nearest"), size=n, mode="nearest")
-    return (audio * gain[:, None]).astype(np.float32)
-
-
-# True-peak ceiling (dBTP) of the soundtrack before encoding: under the usual -1 for the encoders' overshoot.
-CEILING_DB = -2.0
+    """`loudness.limit_into` for an array: a look-ahead peak limiter under `ceiling_db` dBTP."""
+    out = ArrayTrack(np.empty_like(audio, dtype=np.float32))
+    limit_into(ArrayTrack(audio), out, sample_rate, ceiling_db, window)
+    return out.array
 
 
 def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float, ceiling_db: float = CEILING_DB) -> np.ndarray:
-    """Integrated loudness to `target_lufs` (pyloudnorm), then true peak to `ceiling_db`.
-
-    The ceiling sits a dB under the usual -1 dBTP: lossy encoding overshoots (Opus by up to ~0.7 dB
-    on our outputs); `scoretool.media.mux` measures the encoded file and asks for a lower ceiling
-    where that was not enough.
-    Limiting lowers loudness slightly, so gain and limiting alternate a few times to settle.
-    """
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(sample_rate)
-    out = audio.astype(np.float32)
-    if len(out) < int(0.4 * sample_rate) or not np.any(out):
-        return out  # too short or silent to measure: leave it as it is
-    for _ in range(4):
-        loudness = meter.integrated_loudness(out.astype(np.float64))
-        if not np.isfinite(loudness):
-            return out
-        out = (out * 10 ** ((target_lufs - loudness) / 20)).astype(np.float32)
-        if true_peak_db(out, sample_rate) > ceiling_db:
-            out = limit(out, sample_rate, ceiling_db - 0.1)
-        if abs(meter.integrated_loudness(out.astype(np.float64)) - target_lufs) < 0.3:
-            break
-    return out
-
-
-def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
-    """Write 24-bit WAV or FLAC (by the extension) atomically; the limiter kept it under full scale."""
-    import soundfile
-
-    from ..files import write_atomic
-
-    write_atomic(path, lambda tmp: soundfile.write(tmp, audio, sample_rate, subtype="PCM_24"))
+    """`loudness.normalize` for an array: integrated loudness to `target_lufs`, true peak to `ceiling_db`."""
+    out = ArrayTrack(np.empty_like(audio, dtype=np.float32))
+    normalize(ArrayTrack(audio), out, sample_rate, target_lufs, ceiling_db)
+    return out.array

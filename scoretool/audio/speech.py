@@ -17,9 +17,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from math import gcd
-
 import numpy as np
+
+from .resampling import resample_track
+from .tracks import ArrayTrack, Track, TrackFactory, in_memory, read_padded
 
 VAD_RATE = 16000
 WINDOW = 512  # samples per model call at VAD_RATE: 32 ms
@@ -34,13 +35,14 @@ class SpeechUnavailable(Exception):
     """Speech detection cannot run here (silero-vad missing or its model failing); the message says why."""
 
 
-def find_speech(audio: np.ndarray, rate: int) -> list[tuple[float, float]]:
-    """The spans of speech in `audio` (samples × channels, float32 at `rate`), in seconds."""
+def find_speech(audio: Track | np.ndarray, rate: int, tracks: TrackFactory = in_memory) -> list[tuple[float, float]]:
+    """The spans of speech in `audio` (samples × channels, float32 at `rate`), in seconds; the
+    16 kHz copy the model hears is made by `tracks` (a file for a long video) and read by rows."""
     model, spans_of = _model()
-    mono = _mono_16k(audio, rate)
+    low = resample_track(ArrayTrack(audio) if isinstance(audio, np.ndarray) else audio, rate, VAD_RATE, tracks, "vad")
     with _lock, _torch_threads(1):
-        probs = _probabilities(model, mono)
-    spans = spans_of(probs.tolist(), sampling_rate=VAD_RATE, audio_length_samples=len(mono))
+        probs = _probabilities(model, low)
+    spans = spans_of(probs.tolist(), sampling_rate=VAD_RATE, audio_length_samples=low.frames)
     return [(s["start"] / VAD_RATE, s["end"] / VAD_RATE) for s in spans]
 
 
@@ -78,36 +80,29 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _mono_16k(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Resampled first (a third of the samples at 48 kHz), then the channels averaged: float32 throughout."""
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, VAD_RATE)
-    low = audio if rate == VAD_RATE else resample_poly(audio, VAD_RATE // g, rate // g, axis=0)
-    return np.asarray(low.mean(axis=1) if low.ndim == 2 else low, dtype=np.float32)
-
-
-def _probabilities(model, mono: np.ndarray) -> np.ndarray:
-    """Speech probability per window of `mono`, from rows of the track run as batches."""
+def _probabilities(model, low: Track) -> np.ndarray:
+    """Speech probability per window of `low` (16 kHz, its channels averaged), from rows of the
+    track run as batches; each batch's rows are read from the track as one stretch."""
     import torch
 
-    windows = -(-len(mono) // WINDOW)
+    windows = -(-low.frames // WINDOW)
     own = min(max(-(-windows // ROWS_PER_BATCH), ROW_WINDOWS[0]), ROW_WINDOWS[1])
     rows = -(-windows // own)
-    # Silence before the first row's warm-up (what one pass from the start would hear) and after the end.
-    padded = np.zeros((WARMUP_WINDOWS + rows * own) * WINDOW, dtype=np.float32)
-    padded[WARMUP_WINDOWS * WINDOW : WARMUP_WINDOWS * WINDOW + len(mono)] = mono
-    # Row r hears windows r*own - WARMUP_WINDOWS ... (r+1)*own: overlapping views, no copy.
-    views = np.lib.stride_tricks.as_strided(
-        padded, shape=(rows, (WARMUP_WINDOWS + own) * WINDOW), strides=(own * WINDOW * 4, 4), writeable=False
-    )
     out = np.empty((rows, own), dtype=np.float32)
     with torch.inference_mode():
         for first in range(0, rows, ROWS_PER_BATCH):
-            batch = torch.from_numpy(np.ascontiguousarray(views[first : first + ROWS_PER_BATCH]))
+            count = min(ROWS_PER_BATCH, rows - first)
+            # Silence before the first row's warm-up (what one pass from the start would hear) and after the end.
+            stretch = read_padded(low, (first * own - WARMUP_WINDOWS) * WINDOW, (count * own + WARMUP_WINDOWS) * WINDOW)
+            mono = np.ascontiguousarray(stretch.mean(axis=1), dtype=np.float32)
+            # Row r hears windows r*own - WARMUP_WINDOWS ... (r+1)*own: overlapping views, no copy.
+            views = np.lib.stride_tricks.as_strided(
+                mono, shape=(count, (WARMUP_WINDOWS + own) * WINDOW), strides=(own * WINDOW * 4, 4), writeable=False
+            )
+            batch = torch.from_numpy(np.ascontiguousarray(views))
             model.reset_states()
             for w in range(WARMUP_WINDOWS + own):
                 p = model(batch[:, w * WINDOW : (w + 1) * WINDOW], VAD_RATE)
                 if w >= WARMUP_WINDOWS:
-                    out[first : first + len(batch), w - WARMUP_WINDOWS] = p[:, 0].numpy()
+                    out[first : first + count, w - WARMUP_WINDOWS] = p[:, 0].numpy()
     return out.reshape(-1)[:windows]

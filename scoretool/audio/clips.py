@@ -1,0 +1,43 @@
+"""The scenes' music clips on disk: each written to a temporary folder as it is made and read back
+when asked for, so a long video's music is never all in memory at once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class ClipStore(Sequence):
+    """A sequence of float32 clips (samples x channels), one .npy file each; `store[i]` reads it.
+
+    The folder goes when the store is closed or garbage-collected (or the interpreter exits)."""
+
+    def __init__(self, count: int):
+        self._folder = tempfile.TemporaryDirectory(prefix="scoretool-clips-")
+        self._made = [False] * count
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not self._made[index]:
+            raise LookupError(f"clip {index} has not been made yet")
+        return np.load(self._path(index), allow_pickle=False)
+
+    def __setitem__(self, index: int, clip: np.ndarray) -> None:
+        np.save(self._path(index), np.asarray(clip, dtype=np.float32), allow_pickle=False)
+        self._made[index] = True
+
+    def made(self, index: int) -> bool:
+        return self._made[index]
+
+    def _path(self, index: int) -> str:
+        return os.path.join(self._folder.name, f"{index % len(self):05d}.npy")
+
+    def close(self) -> None:
+        self._folder.cleanup()
