@@ -176,6 +176,7 @@ def serve(session: Session, *, port: int = 0, open_browser: bool = True, render:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("127.0.0.1", port))
+        sock.listen(128)  # now: a browser opened on the URL below waits in the backlog until uvicorn accepts
     except OSError as exc:
         sock.close()
         raise ScoreToolError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None

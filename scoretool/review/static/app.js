@@ -65,7 +65,7 @@ function update(s) {
   $("status").textContent = statusLine(s);
   $("log").textContent = job.lines.join("\n");
   $("log").scrollTop = $("log").scrollHeight;
-  const scenes = JSON.stringify([s.plan.scenes, s.presets, s.plan.settings.preset, job.running]);
+  const scenes = JSON.stringify([s.plan.scenes, s.presets, s.plan.settings.preset, job.running, s.rendered]);
   if (scenes !== shownScenes) { shownScenes = scenes; drawScenes(); }
   if (s.version !== shownVersion) loadMedia(s.version);
   if (job.running) setTimeout(poll, 400);
@@ -159,9 +159,15 @@ function markCurrent() {
 }
 
 // --- one card per scene ------------------------------------------------------------------------
+let cardsFor = ""; // the cards are built again only when the scenes' bounds or the presets change
 function drawScenes() {
-  drawTimeline();
-  $("scenes").replaceChildren(...state.plan.scenes.map(sceneCard));
+  const layout = JSON.stringify([state.plan.scenes.map((s) => [s.start, s.end, s.frames]), state.presets, state.plan.settings.preset]);
+  if (layout !== cardsFor) {
+    cardsFor = layout;
+    drawTimeline();
+    $("scenes").replaceChildren(...state.plan.scenes.map(sceneCard));
+  }
+  for (const scene of state.plan.scenes) fillCard($(`scene-${scene.number}`), scene);
   drawWave();
 }
 
@@ -170,42 +176,54 @@ function sceneCard(scene) {
   const card = el("article", { className: "scene", id: `scene-${n}` });
   const path = `/api/scenes/${n}`;
   const frames = scene.frames.map((t, i) => el("figure", {}, [
-    el("img", { src: url(`/media/thumb/${n}/${i}`), alt: `scene ${n}, frame at ${seconds(t)}`, loading: "lazy" }),
-    el("figcaption", { textContent: scene.frame_captions[i] || "" }),
+    el("img", { src: url(`/media/thumb/${n}/${i}`), alt: `scene ${n}, frame at ${seconds(t)}` }),
+    el("figcaption"),
   ]));
-  const prompt = el("textarea", { className: "prompt", value: scene.prompt || "", placeholder: "empty: the bridge writes one at the next Render" });
+  const prompt = el("textarea", { className: "prompt", placeholder: "empty: the bridge writes one at the next Render" });
   prompt.addEventListener("change", () => send(path, JSON.stringify({ prompt: prompt.value }), card));
-  const preset = el("select", { className: "preset" }, presetOptions(scene.preset));
+  const preset = el("select", { className: "preset" }, presetOptions());
   preset.addEventListener("change", () => send(path, JSON.stringify({ preset: preset.value || null }), card));
-  const seed = el("input", { className: "seed", type: "number", min: 0, step: 1, value: scene.seed ?? "" });
+  const seed = el("input", { className: "seed", type: "number", min: 0, step: 1 });
   // Digits go as they are (a seed may be past what a JavaScript number holds exactly); the server checks.
   seed.addEventListener("change", () => send(path, /^\d+$/.test(seed.value) ? `{"seed": ${seed.value}}` : JSON.stringify({ seed: seed.value }), card));
   const take = el("button", { type: "button", className: "take", textContent: "New take", title: "the same prompt with another seed" });
   take.addEventListener("click", () => send(`${path}/take`, undefined, card));
-  const play = el("button", { type: "button", className: "play", textContent: "▶ music alone", disabled: !state.rendered });
+  const play = el("button", { type: "button", className: "play", textContent: "▶ music alone" });
   play.addEventListener("click", () => playScene(n, play));
-  const source = [scene.prompt_source ? `prompt from: ${scene.prompt_source}` : "prompt: written at the next Render",
-    scene.fallback_reason ? `fallback: ${scene.fallback_reason}` : ""].filter(Boolean).join(" — ");
   const heading = el("h3", {}, [`Scene ${n} `, el("span", { className: "time", textContent: `${seconds(scene.start)}–${seconds(scene.end)} (${(scene.end - scene.start).toFixed(1)} s)` })]);
   heading.addEventListener("click", () => seek(scene.start));
   card.append(
     heading,
     el("div", { className: "frames" }, frames),
-    el("p", { className: "caption" }, [el("b", { textContent: "Scene caption: " }), scene.caption || ""]),
+    el("p", {}, [el("b", { textContent: "Scene caption: " }), el("span", { className: "caption" })]),
     el("label", {}, ["Prompt", prompt]),
-    el("p", { className: "source", textContent: source }),
+    el("p", { className: "source" }),
     el("div", { className: "row" }, [el("label", {}, ["Preset ", preset]), el("label", {}, ["Seed ", seed]), take, play]),
     el("p", { className: "error", hidden: true }),
   );
-  for (const input of [prompt, preset, seed, take]) input.disabled = state.render.running;
   return card;
 }
 
-function presetOptions(chosen) {
+// The card shows the scene as the plan has it; a field being typed in is left alone.
+function fillCard(card, scene) {
+  const q = (selector) => card.querySelector(selector);
+  const set = (input, value) => { if (document.activeElement !== input) input.value = value; };
+  set(q(".prompt"), scene.prompt || "");
+  set(q(".preset"), scene.preset || "");
+  set(q(".seed"), scene.seed ?? "");
+  card.querySelectorAll("figcaption").forEach((c, i) => { c.textContent = scene.frame_captions[i] || ""; });
+  q(".caption").textContent = scene.caption || "";
+  q(".source").textContent = [scene.prompt_source ? `prompt from: ${scene.prompt_source}` : "prompt: written at the next Render",
+    scene.fallback_reason ? `fallback: ${scene.fallback_reason}` : ""].filter(Boolean).join(" — ");
+  for (const input of [".prompt", ".preset", ".seed", ".take"]) q(input).disabled = state.render.running;
+  q(".play").disabled = !state.rendered;
+}
+
+function presetOptions() {
   const video = state.plan.settings.preset;
   const options = [el("option", { value: "", textContent: video ? `(the video's: ${video})` : "(none)" })];
   for (const [name, description] of Object.entries(state.presets)) {
-    options.push(el("option", { value: name, textContent: name, title: description, selected: name === chosen }));
+    options.push(el("option", { value: name, textContent: name, title: description }));
   }
   return options;
 }
