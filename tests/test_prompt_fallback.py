@@ -110,3 +110,29 @@ def test_the_none_bridge_takes_the_neighbours_caption_as_it_is(clip, settings):
     assert not blank.caption and blank.prompt_source == "neighbour"
     assert blank.prompt == before.prompt and before.caption.startswith(blank.prompt)  # as it is (cut to the limit)
     assert blank.fallback_reason.endswith("prompt from scene 2's caption")
+
+
+def test_an_llm_bridge_is_not_asked_about_nothing_and_writes_the_stand_in_from_the_neighbours_caption():
+    from scoretool.bridge.llm import LLMBridge
+
+    from .test_bridge_anthropic import SCENES, FakeAnthropic, Notes, Reply, llm, make_plan
+
+    def script(n, body):
+        text = body["messages"][-1]["content"]
+        if text.startswith("Frame captions"):
+            return Reply(text=f"Scene showing {text.splitlines()[1].removeprefix('- ')}")
+        if text.startswith("Scene captions"):
+            return Reply(text="A gentle day in a sunny cartoon meadow, from field to forest to a rabbit hole.")
+        scene = text.split("This scene: ")[1].splitlines()[0]
+        return Reply(text=f"Calm pastoral orchestral with flute and strings, 84 BPM, in D major, for {scene[14:40]}")
+
+    with FakeAnthropic(script) as server:
+        the_plan = make_plan([SCENES[0], ["", " "], SCENES[2]])
+        notes = Notes()
+        write_prompts(the_plan, LLMBridge(llm(server)), notes)
+    asked = [r["body"]["messages"][-1]["content"] for r in server.requests if r["method"] == "POST"]
+    assert sum(a.startswith("Frame captions") for a in asked) == 2  # not for the blank scene
+    first, blank, _ = the_plan.scenes
+    assert not blank.caption and blank.prompt_source == "neighbour" and first.prompt_source == "anthropic"
+    assert blank.prompt == first.prompt and first.caption[len("Scene showing "):][:26] in blank.prompt
+    assert any(n.startswith("scene 2: no caption") for n in notes.notes), notes.notes
