@@ -115,12 +115,12 @@ def scores(tp: int, fp: int, fn: int) -> dict:
     return {"tp": tp, "fp": fp, "fn": fn, "precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3)}
 
 
-def evaluate(scene_set: dict, clips: list[dict], detectors: list[str]) -> list[dict]:
+def evaluate(scene_set: dict, clips: list[dict], detectors: list[str], cache: Path) -> list[dict]:
     """Per clip and detector, the boundaries found and how they match the labels."""
     rows = []
     for clip in clips:
         t = time.perf_counter()
-        frames, fps = decoded_frames(build(scene_set, clip))
+        frames, fps = decoded_frames(build(scene_set, clip, cache))
         labels = [label["frame"] for label in clip.get("labels", [])]
         row = {"name": clip["name"], "kind": clip["kind"], "split": clip.get("split", "tuning"), "frames": len(frames),
                "labels": labels, "found": {}}  # fmt: skip
@@ -241,19 +241,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-timing", action="store_true", help="skip the analysis-time measurement")
     parser.add_argument("--timing-seconds", type=float, default=20.0, help="length of the 1080p timing clip")
     parser.add_argument("--reps", type=int, default=3, help="timing repetitions (best of)")
+    parser.add_argument("--fps", type=int, help="build the synthetic clips at this rate instead of the set's (labels are frames)")
     parser.add_argument("--cache", type=Path, help="where built clips are kept (default: tests/scene_clips.py's)")
     args = parser.parse_args(argv)
 
     from tests.scene_clips import CACHE
 
     scene_set, cache = load_set(), args.cache or CACHE
+    if args.fps:  # the same recipes (frame counts) at another rate: the real clips keep their own
+        scene_set["fps"] = args.fps
     detectors = args.detectors.split(",") if args.detectors else list(DETECTORS)
     kinds = set(args.kinds.split(",")) if args.kinds else None
     clips = [c for c in scene_set["clips"] if (kinds is None or c["kind"] in kinds)]
     missing = [c["name"] for c in clips if not available(scene_set, c)]
     clips = [c for c in clips if c["name"] not in missing]
     print(f"{len(clips)} clips, detectors {', '.join(detectors)}" + (f"; sources missing for {missing}" if missing else ""))
-    rows = evaluate(scene_set, clips, detectors)
+    rows = evaluate(scene_set, clips, detectors, cache)
     result = {"tolerance_frames": TOLERANCE, "default": DEFAULT_DETECTOR, "missing": missing, "clips": rows,
               "table": tabulate(rows, detectors)}  # fmt: skip
     splits = {split: tabulate([r for r in rows if r["split"] == split], detectors) for split in ("tuning", "holdout")}

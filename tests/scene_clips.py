@@ -126,7 +126,8 @@ def _shot_filters(shot: dict, fps: int, width: int, height: int) -> str:
         frames = shot["frames"]
         head = "crop=w='min(iw,ih*16/9)':h='min(ih,iw*9/16)',scale=1280:720"
         return f"{head},{_zoompan(shot.get('move'), frames, frames, fps, width, height)}"
-    start, end = shot["from"], shot["from"] + shot["frames"]
+    start = round(shot["from"] * fps / 24)  # `from` is at 24 fps, so a set built at another rate shows the same footage
+    end = start + shot["frames"]
     head = f"setpts=PTS-STARTPTS,fps={fps},trim=start_frame={start}:end_frame={end},setpts=PTS-STARTPTS"
     if "move" in shot:
         return f"{head},scale=1280:720,{_zoompan(shot['move'], 1, shot['frames'], fps, width, height)}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EXTENT_FRACTION = 0.35  # where a transition's change counts as begun (0: the level outside, 1: inside)
+REPEATED_FRAME = 0.5  # a content score under this: the frame repeats the one before (0-255 scale)
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,19 @@ def hard_cuts(s: dict, fps: float, tuning: Tuning) -> list[int]:
 
 
 def _adaptive_ratio(content: np.ndarray, window: int = 2) -> np.ndarray:
-    """AdaptiveDetector's adaptive_ratio: each frame's content score over its neighbours' mean."""
+    """AdaptiveDetector's adaptive_ratio: each frame's content score over its neighbours' mean.
+
+    Unlike AdaptiveDetector, a neighbour that repeats the frame before it (content score near 0:
+    the filler of a 24 -> 30 fps conversion, a dropped frame) is left out of the mean: it says
+    nothing about how much the shot moves, and two of them halve the mean of a moving shot.
+    """
     n = len(content)
     padded = np.concatenate([np.full(window, np.nan), content, np.full(window, np.nan)])
     padded[window] = np.nan  # frame 0 has no score (it is 0 by convention)
-    neighbours = [padded[window + d : window + d + n] for d in range(-window, window + 1) if d]
-    mean = np.nanmean(np.stack(neighbours), axis=0)
+    padded[padded < REPEATED_FRAME] = np.nan
+    neighbours = np.stack([padded[window + d : window + d + n] for d in range(-window, window + 1) if d])
+    count = np.isfinite(neighbours).sum(axis=0)
+    mean = np.where(count > 0, np.nansum(neighbours, axis=0) / np.maximum(count, 1), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(mean > 1e-5, content / mean, np.where(content > 0, 255.0, 0.0))
     return np.minimum(np.nan_to_num(ratio), 255.0)
