@@ -215,3 +215,16 @@ def test_cli_refuses_a_bad_plan_in_one_line(tmp_path):
     (tmp_path / "p.json").write_text("{}")
     assert_one_line_error(run("review", tmp_path / "p.json", "--no-browser"), r"not a scoretool plan")
     assert_one_line_error(run("review", tmp_path / "missing.json", "--no-browser"), r"plan file not found")
+
+
+def test_a_render_stopped_by_closing_leaves_no_output_and_no_temp_files(served, tmp_path):
+    client, session, renderer, plan_path = served
+    client.post("/api/scenes/1", json={"prompt": "a prompt no clip in the cache has, 77 BPM"}).raise_for_status()
+    renderer.stopping.set()  # as Ctrl-C does: the render stops at its first music step
+    client.post("/api/render").raise_for_status()
+    renderer.wait(120)
+    status = renderer.status()
+    assert not status["running"] and status["error"] == "cancelled"
+    assert not os.path.exists(session.output)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert client.post("/api/scenes/1", json={"seed": 9}).status_code == 200  # the plan is editable again

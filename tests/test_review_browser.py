@@ -119,6 +119,9 @@ def test_edit_a_prompt_and_render_in_the_browser(review_server, browser, artifac
     assert captions == json.loads(plan_path.read_text())["scenes"][1]["frame_captions"]
     before = wait(browser, lambda d: (p := d.execute_script(PLAYER))["ready"] >= 2 and p, "the player")
     assert before["error"] is None and "v=1" in before["src"] and before["duration"] == pytest.approx(6.0, abs=0.2)
+    blocks[2].click()  # a scene's block seeks the player to its start
+    assert wait(browser, lambda d: d.execute_script("return document.getElementById('video').currentTime") or None,
+                "the seek") == pytest.approx(4.0, abs=0.05)  # fmt: skip
     md5_before = video_md5(url)
     plan_before = json.loads(plan_path.read_text())
     browser.save_screenshot(str(artifacts / "review-before.png"))

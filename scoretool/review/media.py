@@ -4,11 +4,13 @@ loudness curve (the timeline under the scenes)."""
 from __future__ import annotations
 
 import math
+import tempfile
 
 import numpy as np
 
 from ..media.ffmpeg import run_ffmpeg
 from ..media.info import MediaInfo
+from ..audio.tracks import Track
 from ..plans import Plan
 
 THUMB_WIDTH = 240
@@ -28,29 +30,32 @@ def thumbnail(info: MediaInfo, t: float, target: str) -> None:
         run_ffmpeg(["-ss", f"{(info.start_time or 0.0) + t:.3f}", "-i", info.path, *scale])
 
 
-def curves(output: str, the_plan: Plan) -> dict:
+def curves(output: str, the_plan: Plan, folder: str) -> dict:
     """The rendered soundtrack's waveform (min and max per column) and its momentary loudness (LUFS,
-    pyloudnorm's meter over 400 ms blocks), with the cuts, for the page's timeline."""
-    from ..audio.original import read_original
+    pyloudnorm's meter over 400 ms blocks), with the cuts, for the page's timeline. The sound is read
+    into a file track in `folder` and measured a stretch at a time: memory stays flat in the length."""
+    from ..audio.original import read_original_track
+    from ..audio.tracks import in_folder
     from ..media.probe import probe
 
     start = 0.0 if output.lower().endswith((".wav", ".flac")) else (probe(output).start_time or 0.0)
-    sound = read_original(output, start, the_plan.duration, rate=CURVE_RATE)
-    mono = sound.mean(axis=1)
-    return {
-        "duration": the_plan.duration,
-        "peaks": _peaks(mono),
-        "loudness": _loudness(sound, the_plan.duration),
-        "cuts": [s.start for s in the_plan.scenes[1:]],
-    }
+    with tempfile.TemporaryDirectory(prefix="curves-", dir=folder) as tmp:
+        sound = read_original_track(output, start, the_plan.duration, rate=CURVE_RATE, tracks=in_folder(tmp))
+        peaks, loudness = _peaks(sound), _loudness(sound, the_plan.duration)
+        del sound  # its file is closed before its folder goes
+    return {"duration": the_plan.duration, "peaks": peaks, "loudness": loudness, "cuts": [s.start for s in the_plan.scenes[1:]]}
 
 
-def _peaks(mono: np.ndarray) -> list[list[float]]:
-    columns = np.array_split(mono, min(PEAKS, max(1, len(mono))))
-    return [[round(float(c.min()), 4), round(float(c.max()), 4)] if len(c) else [0.0, 0.0] for c in columns]
+def _peaks(sound: Track) -> list[list[float]]:
+    edges = np.linspace(0, sound.frames, min(PEAKS, max(1, sound.frames)) + 1).astype(np.int64)
+    peaks = []
+    for begin, end in zip(edges[:-1], edges[1:]):
+        mono = sound.read(int(begin), int(end - begin)).mean(axis=1)
+        peaks.append([round(float(mono.min()), 4), round(float(mono.max()), 4)] if len(mono) else [0.0, 0.0])
+    return peaks
 
 
-def _loudness(sound: np.ndarray, duration: float) -> list[list[float]]:
+def _loudness(sound: Track, duration: float) -> list[list[float]]:
     """[time of the block's middle, LUFS] pairs; a block under the absolute gate reads as the floor."""
     import pyloudnorm
 
@@ -58,9 +63,9 @@ def _loudness(sound: np.ndarray, duration: float) -> list[list[float]]:
     block = round(MOMENTARY * CURVE_RATE)
     hop = round(max(0.1, duration / MAX_POINTS) * CURVE_RATE)
     points = []
-    for begin in range(0, max(0, len(sound) - block) + 1, hop):
+    for begin in range(0, max(0, sound.frames - block) + 1, hop):
         with np.errstate(divide="ignore"):
-            value = meter.integrated_loudness(sound[begin : begin + block])
+            value = meter.integrated_loudness(sound.read(begin, block))
         lufs = value if math.isfinite(value) and value > FLOOR_LUFS else FLOOR_LUFS
         points.append([round((begin + block / 2) / CURVE_RATE, 3), round(float(lufs), 2)])
     return points

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import api
 from ..errors import PlanError
+from ..files import write_atomic
 from ..plans import Plan, Scene, validate
 from ..presets import check_plan_presets, load_presets
 from ..validation import MAX_SEED
@@ -47,6 +48,7 @@ class Session:
         self.work = tempfile.mkdtemp(prefix="scoretool-review-")
         self.stems = os.path.join(self.work, "stems")
         self.lock = threading.RLock()
+        self._thumbs = threading.Lock()  # one ffmpeg at a time, each frame made once; the plan's lock stays free
         self.busy = False
         self.version = 0  # bumped by each render: the page's media URLs carry it, so the player reloads
         self.rendered: dict | None = None  # the plan (as a dict) the output and the stems were made from
@@ -134,7 +136,7 @@ class Session:
 
     def end_render(self, result: api.Result | None) -> None:
         """After a render: its plan (prompts the bridge wrote, the model that ran) becomes the plan, saved."""
-        curves = media.curves(self.output, result.plan) if result else None
+        curves = media.curves(self.output, result.plan, self.work) if result else None
         with self.lock:
             self.busy = False
             if result is None:
@@ -154,10 +156,10 @@ class Session:
                 raise PlanError(f"scene {number} has no frame {index}")
             t = scene.frames[index]
         target = os.path.join(self.work, "thumbs", f"{t:.3f}.jpg")
-        with self.lock:  # one ffmpeg at a time, each frame made once
+        with self._thumbs:
             if not os.path.isfile(target):
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                media.thumbnail(self.plan.input, t, target)
+                write_atomic(target, lambda tmp: media.thumbnail(self.plan.input, t, tmp))  # never half a file
         return target
 
     def stem(self, number: int) -> str | None:
