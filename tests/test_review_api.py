@@ -3,6 +3,7 @@ its guards (token, Host header, paths, bad edits). Real pipeline, tiny models.""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,3 +229,24 @@ def test_a_render_stopped_by_closing_leaves_no_output_and_no_temp_files(served, 
     assert not os.path.exists(session.output)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert client.post("/api/scenes/1", json={"seed": 9}).status_code == 200  # the plan is editable again
+
+
+def test_cli_refuses_a_busy_port_and_another_video_s_plan(planned, tmp_path):
+    import socket
+
+    from .test_cli import assert_one_line_error, run
+
+    plan_path = copy_plan(planned, tmp_path)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "scoretool", "review", str(plan_path), "--no-browser", "--port", str(port)],
+                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(temp)})  # fmt: skip
+        assert_one_line_error(proc, rf"cannot listen on 127.0.0.1:{port}")
+    assert not list(temp.iterdir())  # the session's work folder went too
+    other = tmp_path / "other.mp4"
+    shutil.copy(tmp_path / "in.mp4", other)
+    assert_one_line_error(run("review", other, "--plan", plan_path, "--no-browser"), r"is the plan of .*in.mp4, not of .*other.mp4")

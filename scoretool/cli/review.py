@@ -11,6 +11,7 @@ from .. import api
 from ..errors import ScoreToolError
 from ..media.mux import OUTPUT_KINDS
 from ..overrides import gather
+from ..plans import Plan
 from .app import main
 from .options import DEFAULTS, analysis_options, cache_options, open_cache, reporting, scene_options
 
@@ -53,6 +54,9 @@ def review(source, output, plan_path, port, no_browser, no_render, scene_specs, 
 
 def _plan_if_needed(source, plan_path, scene_specs, overrides_file, cache_dir, no_cache, options) -> None:
     if os.path.isfile(plan_path):
+        planned = Plan.load(plan_path).input.path
+        if not (os.path.exists(source) and os.path.exists(planned) and os.path.samefile(planned, source)):
+            raise ScoreToolError(f"{plan_path} is the plan of {planned}, not of {source}: give another --plan")
         click.echo(f"reviewing the plan there already, {plan_path} (delete it, or give --plan, to plan again)", err=True)
         return
     api.check_plan_path(source, plan_path)
@@ -65,8 +69,6 @@ def _plan_if_needed(source, plan_path, scene_specs, overrides_file, cache_dir, n
 
 def default_output(plan_path: str) -> str:
     """in.plan.json → in.scored.mp4 beside it (the input's container where it is a video one)."""
-    from ..plans import Plan
-
     stem = os.path.splitext(plan_path)[0]
     stem = stem[: -len(".plan")] if stem.endswith(".plan") else stem
     ext = os.path.splitext(Plan.load(plan_path).input.path)[1].lower()

@@ -173,26 +173,32 @@ def serve(session: Session, *, port: int = 0, open_browser: bool = True, render:
 
     token = secrets.token_urlsafe(24)
     renderer = Renderer(session)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen(128)  # now: a browser opened on the URL below waits in the backlog until uvicorn accepts
-    except OSError as exc:
-        sock.close()
-        raise ScoreToolError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/?token={token}"
-    server = uvicorn.Server(uvicorn.Config(create_app(session, renderer, token), log_level="warning", lifespan="off"))
-    try:
-        if render:
-            renderer.start()
-        echo(f"review {session.plan_path} at {url}  (Ctrl-C stops)")
-        if open_browser:
-            threading.Timer(0.5, webbrowser.open, (url,)).start()
-        server.run(sockets=[sock])
+        with _listening(port) as sock:
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/?token={token}"
+            server = uvicorn.Server(uvicorn.Config(create_app(session, renderer, token), log_level="warning", lifespan="off"))
+            if render:
+                renderer.start()
+            echo(f"review {session.plan_path} at {url}  (Ctrl-C stops)")
+            if open_browser:
+                threading.Timer(0.5, webbrowser.open, (url,)).start()
+            server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn has shut down; it passes the Ctrl-C on
     finally:
-        sock.close()
         renderer.close()
         session.close()
     echo("review stopped")
+
+
+def _listening(port: int) -> socket.socket:
+    """A socket listening on 127.0.0.1 only; listening now, so a browser opened on the URL at once
+    waits in the backlog until uvicorn accepts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ScoreToolError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    return sock
