@@ -6,13 +6,17 @@
 """
 
 from .errors import ScoreToolError
-from .plans import Plan, Scene, Settings
 
 __all__ = ["Plan", "Result", "Scene", "ScoreToolError", "Settings", "plan", "render", "score"]
 
 
 def __getattr__(name):
-    # The pipeline is imported on first use, so `import scoretool.testing` and `--help` stay light.
+    # Imported on first use, so `import scoretool.testing` and `--help` stay light, and the CLI's
+    # signal handling is in place within milliseconds of start (scoretool.__main__).
+    if name in ("Plan", "Scene", "Settings"):
+        from . import plans
+
+        return getattr(plans, name)
     if name in ("Result", "plan", "render", "score"):
         from . import api
 

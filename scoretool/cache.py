@@ -2,7 +2,8 @@
 
 Each entry is keyed by a hash of everything that determines it (frame pixels, model identity,
 settings, prompt, seed, duration), so editing one scene's prompt re-renders that scene only.
-Entries are written to a temp file and renamed, so an interrupted run never leaves a broken one.
+Entries are written through `files.write_atomic`, so an interrupted run never leaves a broken one;
+a write that fails (disk full, read-only folder) is a warning, never a failed run.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from .errors import OutputError
+from .files import write_bytes_atomic
+
+log = logging.getLogger("scoretool")
 
 
 def default_dir() -> Path:
@@ -60,6 +67,7 @@ class Cache:
         self.enabled = enabled
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
+        self.warned = False  # a failed write was reported
 
     def _path(self, kind: str, k: str, suffix: str) -> Path:
         return self.root / kind / k[:2] / f"{k}{suffix}"
@@ -96,12 +104,15 @@ class Cache:
             return
         path = self._path(kind, k, suffix)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a full or read-only cache must never fail a render
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"Cannot write {path}: {e.strerror or e}.") from None
+            write_bytes_atomic(str(path), data)
+        except OutputError as e:  # a full or read-only cache must never fail a render: say so once
+            if not self.warned:
+                self.warned = True
+                log.warning("Warning: %s The run goes on without caching it.", e)
 
     def stats(self) -> dict:
         kinds = sorted(set(self.hits) | set(self.misses))

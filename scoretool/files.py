@@ -1,16 +1,30 @@
-"""Writing files so that they appear whole or not at all, and one-line error text.
+"""Writing files so that they appear whole or not at all, temp files a killed run can't strand,
+and one-line error text.
 
 Every file scoretool writes for a person (outputs, plans, manifests, reports, cache entries) goes
 through `write_atomic`: the content is written to a hidden temp file beside the target and renamed
 into place, so an interrupted or failed run never leaves a half-written file at the target path.
+
+A run that is killed outright (SIGKILL, a power cut) runs no cleanup, so every temp name says
+who wrote it: ".NAME.tmp-w<pid>-<start>-<host>-XXXXXXXX.EXT" beside the target, and
+"scoretool-KIND-w<pid>-<start>-<host>-XXXXXXXX" for the folders in the system temp folder, where
+<start> is when that process started (so a reused pid is not mistaken for it) and <host> stands for
+this kernel boot and pid namespace (a pid means nothing elsewhere). The next write into the same
+folder removes the ones whose writer is gone; a live run's files are never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import platform
+import re
+import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 from .errors import OutputError
 
@@ -31,14 +45,16 @@ def write_atomic(output_path: str, writer: Callable[[str], None], *, fsync: bool
     """Call writer(temp_path) for a temp file beside `output_path`, then rename it into place.
 
     The temp name keeps the real extension (tools pick the format from it). On any failure,
-    KeyboardInterrupt included, the temp file is removed and `output_path` is untouched; an OSError
-    (disk full, folder gone...) becomes one `OutputError` sentence. `fsync`: make the content and
-    the rename durable before returning (manifests, which must survive a power cut).
+    KeyboardInterrupt included, the temp file is removed and `output_path` is untouched. A write
+    the system refused (disk full, no permission, file too large), from Python or from libsndfile,
+    becomes one `OutputError` naming `output_path` and the reason. `fsync`: make the content and the
+    rename durable before returning (manifests, which must survive a power cut).
     """
     folder = os.path.dirname(os.path.abspath(output_path))
     stem, ext = os.path.splitext(os.path.basename(output_path))
+    sweep(folder)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=ext, dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-{_writer()}-", suffix=ext, dir=folder)
     except OSError as e:
         raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
     os.close(fd)
@@ -54,11 +70,34 @@ def write_atomic(output_path: str, writer: Callable[[str], None], *, fsync: bool
         if fsync:
             fsync_dir(folder)
     except BaseException as e:
+        reason = _refusal(e, tmp)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
+        if reason:
+            raise OutputError(f"Cannot write {output_path}: {reason}.") from None
         raise
+
+
+def _refusal(error: BaseException, tmp: str) -> str | None:
+    """Why the system refused a write, when `error` is such a refusal; None for anything else."""
+    if isinstance(error, OSError):
+        return error.strerror or first_line(error)
+    soundfile = sys.modules.get("soundfile")
+    if soundfile is None or not isinstance(error, soundfile.SoundFileError):
+        return None
+    # libsndfile says only "System error." and keeps errno to itself. The condition that stopped it
+    # (a full disk, RLIMIT_FSIZE) stops the same write from Python, which does say why.
+    try:
+        with open(tmp, "ab") as f:
+            f.write(bytes(_PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return e.strerror or first_line(e)
+    return first_line(error)
+
+
+_PROBE_BYTES = 1 << 20  # more than a file system's partly used last block can take
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -79,3 +118,101 @@ def fsync_dir(folder: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def temp_folder(kind: str) -> Iterator[str]:
+    """`with temp_folder("mux") as path:` a new folder in the system temp folder, removed on every
+    way out; one left by a killed run is removed by a later one (see the module docstring)."""
+    path = make_temp_folder(kind)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_temp_folder(kind: str) -> str:
+    """A new folder "scoretool-KIND-w..." in the system temp folder; the caller removes it."""
+    root = tempfile.gettempdir()
+    sweep(root)
+    return tempfile.mkdtemp(prefix=f"scoretool-{kind}-{_writer()}-", dir=root)
+
+
+def sweep(folder: str) -> list[str]:
+    """Remove the temp files and folders in `folder` whose writer is gone; returns their paths.
+
+    Only names this module makes are looked at. One from another boot or pid namespace (its pid
+    can't be checked from here) is removed once it has not changed for STALE_AFTER seconds."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match is None or not _writer_gone(entry, int(match["pid"]), int(match["start"]), match["host"]):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.path)
+    return removed
+
+
+STALE_AFTER = 24 * 3600
+
+_TEMP_NAME = re.compile(
+    r"(?:\..*\.tmp-|scoretool-[a-z]+-)w(?P<pid>\d+)-(?P<start>\d+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?"
+)
+
+
+def _writer_gone(entry: os.DirEntry, pid: int, start: int, host: str) -> bool:
+    if host != _HOST:
+        with contextlib.suppress(OSError):
+            return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER
+        return False
+    return _process_start(pid) != start
+
+
+def _process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot, from /proc), None if there is no such
+    process. Without /proc (macOS), 0 for any live process: the pid alone then says who wrote."""
+    if not _HAS_PROC:
+        if os.name == "nt":
+            return 0  # os.kill would end the process there: never judge one gone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # EPERM: it exists, another user's
+        return 0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat.rsplit(b")", 1)[1].split()[19])  # field 22, counted after the "(comm)" field
+
+
+def _writer() -> str:
+    """Who writes this process's temp files (computed each time: a forked child is someone else)."""
+    pid = os.getpid()
+    return f"w{pid}-{_process_start(pid) or 0}-{_HOST}"
+
+
+def _host() -> str:
+    """This kernel boot and pid namespace, in 8 hex digits: where a pid and a start time mean something."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc: the machine's name stands for both
+        boot, namespace = platform.node(), ""
+    return hashlib.sha256(f"{boot}|{namespace}".encode()).hexdigest()[:8]
+
+
+_HAS_PROC = os.path.isdir("/proc/self")
+_HOST = _host()

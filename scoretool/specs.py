@@ -16,6 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar, get_args
 
+from . import interrupts
+
 T = TypeVar("T")
 
 # What `--precision` takes; `auto` is resolved per device (see `scoretool.precision`) before any
@@ -111,6 +113,8 @@ class Loaded(Generic[T]):
     def settle(self) -> None:
         """Wait for loads still running (their errors are dropped: nobody asked for the model). Called
         on the way out, so no loading thread is still inside torch when the interpreter shuts down."""
+        if interrupts.requested():
+            return  # Ctrl-C or SIGTERM: the CLI ends the process without waiting for the load
         with self._lock:
             loading, self._loading = list(self._loading.values()), {}
         for future in loading:

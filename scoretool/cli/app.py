@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import click
 
+from .. import interrupts
 from ..errors import ScoreToolError
+from ..files import first_line
 
 
 class Group(click.Group):
-    """Turns the library's user-facing errors into one line on stderr and a non-zero exit."""
+    """Turns the library's user-facing errors into one line on stderr and a non-zero exit, and
+    Ctrl-C / SIGTERM into one line and 130 / 143 (`scoretool.interrupts`), never Click's "Aborted!"."""
+
+    def main(self, *args, **kwargs):
+        interrupts.install()  # again, for an entry that did not come through scoretool.__main__
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx):
+        return interrupts.handled(lambda: self._invoke(ctx))
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ScoreToolError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # reading or writing outside the checked paths (a file vanished...)
+            where = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"Cannot access{where}: {exc.strerror or first_line(exc)}.") from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -22,7 +22,6 @@ import logging
 import math
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable
 from fractions import Fraction
@@ -32,7 +31,8 @@ import numpy as np
 from PIL import Image
 
 from scoretool.errors import InputError
-from scoretool.media.ffmpeg import ffmpeg_exe, last_error
+from scoretool.files import make_temp_folder
+from scoretool.media.ffmpeg import ffmpeg_exe, last_error, start
 from scoretool.media.info import MediaInfo
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class AnalysisPass:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> AnalysisPass:
-        self._folder = tempfile.mkdtemp(prefix="scoretool-frames-")
+        self._folder = make_temp_folder("frames")
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
             "-i", self.path, "-filter_complex", self._graph(),
@@ -94,7 +94,7 @@ class AnalysisPass:
             "-map", "[grid]", "-r", str(self._grid_rate), "-q:v", "2", "-start_number", "0", str(Path(self._folder) / "%07d.jpg"),
         ]  # fmt: skip
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
+            self._proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
         except OSError as e:
             self.close()
             raise InputError(f"Could not run ffmpeg ({cmd[0]}) to read {self.path}: {e.strerror or e}.") from None

@@ -25,18 +25,38 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def start(cmd: list[str], **popen_args) -> subprocess.Popen:
+    """Start an ffmpeg (or ffprobe) child in its own process group.
+
+    A terminal's Ctrl-C goes to its whole foreground process group; ffmpeg would take it as "stop
+    and finish the file", and end a decode early or close an output as if it were whole, while this
+    process decides what an interrupt means. So only this process gets it, and whoever starts a
+    child kills and waits on it on every way out (`run_ffmpeg`, `AnalysisPass.close`).
+    """
+    return subprocess.Popen(cmd, process_group=0, **popen_args)
+
+
 def run_ffmpeg(args: list[str]) -> None:
-    """Run ffmpeg quietly with `args`; on failure raise OutputError quoting ffmpeg's last error line."""
+    """Run ffmpeg quietly with `args`; on failure raise OutputError quoting ffmpeg's last error line.
+
+    On any exception while it runs (KeyboardInterrupt, `interrupts.Terminated`), the child is
+    killed and waited on before the exception goes on, so it never writes on behind our back."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", *map(str, args)]
     try:
-        # On any exception (KeyboardInterrupt included) subprocess.run kills the child first.
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace"
-        )
+        proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                     text=True, errors="replace")
     except OSError as e:
         raise ScoreToolError(f"Could not run ffmpeg ({cmd[0]}): {e.strerror or e}.") from None
+    with proc:
+        try:
+            stderr = proc.stderr.read()  # the only pipe: read to its end, then reap
+            proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     if proc.returncode != 0:
-        raise OutputError(f"ffmpeg failed: {last_error(proc.stderr, proc.returncode)}")
+        raise OutputError(f"ffmpeg failed: {last_error(stderr, proc.returncode)}")
 
 
 def last_error(stderr: str, returncode: int) -> str:

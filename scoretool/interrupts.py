@@ -1,0 +1,104 @@
+"""Ctrl-C and SIGTERM in the command line: one line, exit 130 / 143, every cleanup run.
+
+SIGTERM is what `timeout`, `docker stop` and CI runners send; to the user it means what Ctrl-C
+means. So the CLI treats both alike, in three phases:
+
+- `install()`, the first thing the CLI does (before its heavy imports): until the command's work
+  starts, a signal ends the process at once with its line. Nothing has been written yet, so
+  there is nothing to clean up, and no import can swallow it or print a traceback.
+- `handled(work)`, the command's work: SIGINT raises KeyboardInterrupt and SIGTERM raises
+  `Terminated`, so the `finally` blocks and context managers that clean up after an error (ffmpeg
+  children killed and waited on, temp files and folders removed) run for both. Then the line is
+  printed and the process exits without waiting for worker threads (a model still loading, a
+  bridge call in flight). A second signal during that cleanup ends the process at once; what it
+  left is swept by the next run (see `scoretool.files`).
+- after the work, `install()`'s behaviour again.
+
+Only the CLI calls these: a library must not take over the process's signals.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
+MESSAGES = {signal.SIGINT: "Interrupted (Ctrl-C).", signal.SIGTERM: "Terminated (SIGTERM)."}
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. Like KeyboardInterrupt, a BaseException: `except Exception` lets it through."""
+
+
+_received: list[int] = []  # the signals that arrived while the work was running
+
+
+def install() -> None:
+    """From now on a signal ends the process at once, with its line (until `handled()`)."""
+    for signum in EXIT_CODES:
+        signal.signal(signum, _exit_now)
+
+
+def requested() -> bool:
+    """Whether an interrupt is on its way out: a cleanup step may then skip a long wait."""
+    return bool(_received)
+
+
+def handled(work: Callable[[], T]) -> T:
+    """`work()` with signals raised as exceptions; on one, exit with its line and code."""
+    for signum in EXIT_CODES:
+        signal.signal(signum, _raise)
+    stopped = None
+    try:
+        result = work()
+    except BaseException as e:
+        # Whatever the cleanup raised on the way out (a killed ffmpeg's error, say), the signal wins.
+        stopped = _received[0] if _received else _SIGNALS.get(type(e))
+        if stopped is None:
+            raise
+    finally:
+        install()
+    stopped = stopped or (_received[0] if _received else None)  # raised, but something swallowed it
+    if stopped is not None:
+        # Out of the `except` block the traceback is gone, and with it the frames of the work: what
+        # cleans up when collected (a TemporaryDirectory no `with` closed) does so now.
+        gc.collect()
+        leave(stopped)
+    return result
+
+
+_SIGNALS = {KeyboardInterrupt: signal.SIGINT, Terminated: signal.SIGTERM}
+
+
+def leave(signum: int) -> None:
+    """Print the signal's line, flush what was printed and end the process with its code."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    # os.write, not print: a signal handler may run while sys.stderr is in the middle of a write.
+    try:
+        os.write(2, f"{MESSAGES[signum]}\n".encode())
+    except OSError:
+        pass
+    # No interpreter shutdown: it would wait for worker threads (a model load, an HTTP call) to finish.
+    os._exit(EXIT_CODES[signum])
+
+
+def _exit_now(signum, frame) -> None:
+    leave(signum)
+
+
+def _raise(signum, frame) -> None:
+    _received.append(signum)
+    install()  # a second signal, during the cleanup, ends the process at once
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()

@@ -1,0 +1,267 @@
+"""Ctrl-C and SIGTERM at each stage of `score`, `plan` and `render`, sent to the real command.
+
+Each run waits until its stage has begun (the ffmpeg child of that stage is running, or the stage's
+row is on the progress display of a terminal), then sends the signal, and checks: exit 130 / 143,
+one line and no traceback, no output, no temp file in the output folder, no temp folder in the
+TMPDIR it was given, no ffmpeg child still alive, the input unchanged. A run killed outright
+(SIGKILL) leaves its temp files; the next run into the same folder removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import SHARED_MEDIA, needs_shared_media
+from .helpers import file_md5
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches the ffmpeg children through /proc"),
+    needs_shared_media,
+]
+
+CLIP = SHARED_MEDIA / "clip_01_tears_of_steel.mp4"  # 10 s, 3 scenes
+LINES = {signal.SIGINT: "Interrupted (Ctrl-C).", signal.SIGTERM: "Terminated (SIGTERM)."}
+CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
+TORCH_CACHE = "torchinductor_"  # torch's own persistent cache folder, made in TMPDIR by any run
+STAGE_TIMEOUT = 120  # seconds; only reached if the run never gets to its stage (a failure)
+
+
+class Run:
+    """`python -m scoretool ARGS` in `work` (its own TMPDIR), stderr on a pipe or on a pseudo-terminal."""
+
+    def __init__(self, work: Path, args: list, *, terminal: bool = False):
+        self.work, self.tmpdir = work, work / "tmp"
+        self.tmpdir.mkdir(exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+        self.text, self._reader = "", None
+        if terminal:  # a person's terminal: scoretool draws one progress row per stage
+            master, slave = pty.openpty()
+            self.proc = subprocess.Popen(self._cmd(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                                         env=env, cwd=work)
+            os.close(slave)
+            self._reader = threading.Thread(target=self._read_terminal, args=(master,), daemon=True)
+            self._reader.start()
+        else:
+            self.proc = subprocess.Popen(self._cmd(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, cwd=work)
+
+    @staticmethod
+    def _cmd(args):
+        return [sys.executable, "-m", "scoretool", *map(str, args)]
+
+    def _read_terminal(self, master: int) -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            self.text += data.decode("utf-8", "replace")
+        os.close(master)
+
+    def shown(self) -> str:
+        """What the terminal shows so far, without its control sequences."""
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.text).replace("\r", "\n")
+
+    def wait_until(self, ready, what: str) -> None:
+        deadline = time.monotonic() + STAGE_TIMEOUT
+        while not ready():
+            if self.proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {self.proc.returncode}) before {what}:\n{self.finish()[1]}")
+            assert time.monotonic() < deadline, f"no {what} after {STAGE_TIMEOUT} s"
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """(exit status, stderr) once the run has ended."""
+        _, stderr = self.proc.communicate(timeout=timeout)
+        if self._reader:
+            self._reader.join(timeout=10)
+            return self.proc.returncode, self.shown()
+        return self.proc.returncode, stderr.decode("utf-8", "replace")
+
+
+def ffmpeg_children(marker: str) -> dict[int, bytes]:
+    """Live ffmpeg processes whose command line contains `marker` (a path only this test uses): pid -> command line."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        command = b" ".join(argv)
+        if os.path.basename(argv[0]).startswith(b"ffmpeg") and marker.encode() in command:
+            found[int(entry)] = command
+    return found
+
+
+def decoding(run: Run):
+    """The analysis decode's ffmpeg is running (it pipes frames to scene detection)."""
+    return lambda: any(b"yuv4mpegpipe" in command for command in ffmpeg_children(str(run.tmpdir)).values())
+
+
+def muxing(output: Path):
+    """ffmpeg is writing the output's temp file."""
+    return lambda: bool(ffmpeg_children(f"{output.parent}/.{output.stem}.tmp-"))
+
+
+def handles_sigterm(run: Run):
+    """scoretool's own signal handling is installed (the kernel lists SIGTERM as caught)."""
+
+    def ready() -> bool:
+        try:
+            status = Path(f"/proc/{run.proc.pid}/status").read_text()
+        except OSError:
+            return False
+        caught = int(re.search(r"SigCgt:\s*([0-9a-f]+)", status)[1], 16)
+        return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+    return ready
+
+
+def on_display(run: Run, stage: str):
+    """The stage's row is on the progress display."""
+    return lambda: re.search(rf"(?m)^\W*{re.escape(stage)}\s{{2,}}", run.shown()) is not None
+
+
+def leftovers(folder: Path, *keep: str) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep and not p.name.startswith(TORCH_CACHE))
+
+
+def assert_stopped_clean(run: Run, signum: int, output: Path, keep=()) -> None:
+    code, stderr = run.finish()
+    assert code == CODES[signum], stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    assert lines and lines[-1] == LINES[signum], stderr
+    if run._reader is None:  # on a pipe there is no progress display: the line is all there is
+        assert lines == [LINES[signum]], stderr
+    assert not output.exists()
+    assert leftovers(output.parent, *keep) == [], "temp files left beside the output"
+    assert leftovers(run.tmpdir) == [], "temp folders left in TMPDIR"
+    assert not ffmpeg_children(str(run.work)), "an ffmpeg child outlived the run"
+
+
+@pytest.fixture(scope="module")
+def rendered(tiny_models, tmp_path_factory):
+    """A plan of the clip, and a cache holding its captions and music (so `render` goes straight to the mix)."""
+    work = tmp_path_factory.mktemp("rendered")
+    models = ["--caption-model", tiny_models["blip"], "--music-model", tiny_models["musicgen"]]
+    cache = work / "cache"
+    for args in (["plan", CLIP, "-o", work / "clip.plan.json", *models, "--cache-dir", cache],
+                 ["render", work / "clip.plan.json", "-o", work / "warm.mkv", "--cache-dir", cache]):
+        code, stderr = Run(work, args).finish(timeout=300)
+        assert code == 0, stderr
+    shutil.rmtree(work / "tmp")
+    return {"plan": work / "clip.plan.json", "cache": cache, "models": models}
+
+
+def _fresh(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    out.mkdir()
+    return out
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("command", ["score", "plan"])
+def test_signal_during_the_analysis_decode(rendered, tmp_path, command, signum):
+    output = _fresh(tmp_path) / ("out.mp4" if command == "score" else "out.plan.json")
+    before = file_md5(CLIP)
+    run = Run(tmp_path, [command, CLIP, "-o", output, *rendered["models"], "--no-cache"])
+    run.wait_until(decoding(run), "the decode's ffmpeg")
+    run.proc.send_signal(signum)
+    assert_stopped_clean(run, signum, output)
+    assert file_md5(CLIP) == before
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_signal_during_captions(rendered, tmp_path, signum):
+    output = _fresh(tmp_path) / "out.mp4"
+    run = Run(tmp_path, ["score", CLIP, "-o", output, *rendered["models"], "--no-cache"], terminal=True)
+    run.wait_until(on_display(run, "captions"), "the captions stage")
+    run.proc.send_signal(signum)
+    assert_stopped_clean(run, signum, output)
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_signal_during_music(rendered, tmp_path, signum):
+    output = _fresh(tmp_path) / "out.mkv"
+    run = Run(tmp_path, ["render", rendered["plan"], "-o", output, "--no-cache"], terminal=True)
+    run.wait_until(on_display(run, "music"), "the music stage")
+    run.proc.send_signal(signum)
+    assert_stopped_clean(run, signum, output)
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_signal_during_the_mux(rendered, tmp_path, signum):
+    output = _fresh(tmp_path) / "out.mkv"
+    run = Run(tmp_path, ["render", rendered["plan"], "-o", output, "--cache-dir", rendered["cache"]])
+    run.wait_until(muxing(output), "the mux's ffmpeg")
+    run.proc.send_signal(signum)
+    assert_stopped_clean(run, signum, output)
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("delay", [0.0, 0.2])
+def test_signal_while_starting(tiny_models, tmp_path, signum, delay):
+    """From the moment scoretool's handlers are in (milliseconds after start), through the imports
+    of the pipeline (half a second or more): one line all the same. (Before that, in Python's own
+    start-up, SIGTERM ends the process as the kernel does and Ctrl-C is Python's.)"""
+    output = _fresh(tmp_path) / "out.mp4"
+    run = Run(tmp_path, ["score", CLIP, "-o", output, "--caption-model", tiny_models["blip"],
+                         "--music-model", tiny_models["musicgen"], "--no-cache"])
+    run.wait_until(handles_sigterm(run), "scoretool's signal handlers")
+    time.sleep(delay)
+    run.proc.send_signal(signum)
+    assert_stopped_clean(run, signum, output)
+
+
+def test_a_killed_runs_leftovers_are_removed_by_the_next_run(rendered, tmp_path):
+    folder = _fresh(tmp_path)
+    output = folder / "out.mkv"
+    args = ["render", rendered["plan"], "-o", output, "--cache-dir", rendered["cache"]]
+    run = Run(tmp_path, args)
+    run.wait_until(muxing(output), "the mux's ffmpeg")
+    run.proc.kill()  # no cleanup at all
+    run.finish()
+    stranded = leftovers(folder)
+    assert stranded and all(name.startswith(".out.tmp-w") for name in stranded)
+    for pid in ffmpeg_children(str(tmp_path)):  # the orphaned ffmpeg may still be writing; it is ours to stop
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    code, stderr = Run(tmp_path, args).finish(timeout=300)
+    assert code == 0, stderr
+    assert leftovers(folder) == ["out.mkv"]
+
+
+def test_a_killed_decodes_frames_folder_is_removed_by_the_next_run(rendered, tmp_path):
+    output = _fresh(tmp_path) / "out.plan.json"
+    args = ["plan", CLIP, "-o", output, *rendered["models"], "--cache-dir", rendered["cache"]]
+    run = Run(tmp_path, args)
+    run.wait_until(decoding(run), "the decode's ffmpeg")
+    run.proc.kill()
+    run.finish()
+    deadline = time.monotonic() + 30
+    while ffmpeg_children(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the orphan ends on its own: nobody reads its pipe any more
+    assert [n for n in leftovers(run.tmpdir) if n.startswith("scoretool-frames-w")]
+
+    code, stderr = Run(tmp_path, args).finish(timeout=300)
+    assert code == 0, stderr
+    assert leftovers(run.tmpdir) == []
