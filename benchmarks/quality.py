@@ -13,7 +13,9 @@ once into the user cache), so it runs here; give real checkpoints to measure rea
   most likely token is the same (top-1 agreement).
 - BLIP (`scoretool.caption.blip.BlipCaptioner` with `ModelSpec(folder, "cpu", precision)`): captions of
   the same synthetic frames; token agreement with fp32's caption (position by position, over the longer
-  of the two) and the share of identical captions. A precision the captioner does not run yet is
+  of the two: one early difference makes the rest of a caption differ) and the share of identical
+  captions; then, teacher-forced on fp32's caption tokens, the mean KL(fp32 || p) of the next-token
+  distributions and top-1 agreement at every position. A precision the captioner does not run yet is
   reported as an error for that precision.
 
 JSON (`--out`) and a printed table. Random weights give near-uniform distributions, so their KL is a
@@ -140,6 +142,23 @@ def runs_in(model, precision: str) -> bool:
     return any("quant" in type(m).__module__.lower() or "int8" in type(m).__name__.lower() for m in model.modules())
 
 
+def caption_logits(captioner, images, sequences):
+    """Next-token log-probabilities (fp32) of `captioner`'s model fed fp32's caption tokens (teacher forcing)."""
+    import torch
+
+    inputs = captioner.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+    with torch.inference_mode():
+        out = captioner.model(pixel_values=inputs["pixel_values"].to(captioner.pixel_dtype), input_ids=sequences)
+    return torch.log_softmax(out.logits.float()[:, :-1], dim=-1)
+
+
+def forced_agreement(ref_logp, logp) -> dict:
+    """Mean KL(fp32 || p) in nats and top-1 agreement over every caption position."""
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1).flatten()
+    top1 = (ref_logp.argmax(-1) == logp.argmax(-1)).float().mean()
+    return {"forced_mean_kl": round(float(kl.mean()), 5), "forced_top1": round(float(top1), 4)}
+
+
 def caption_quality(folder: Path, precisions: list[str], n_frames: int) -> dict:
     from scoretool.caption.blip import BlipCaptioner
     from scoretool.specs import ModelSpec
@@ -149,6 +168,8 @@ def caption_quality(folder: Path, precisions: list[str], n_frames: int) -> dict:
     tokenize = ref_captioner.processor.tokenizer
     ref = ref_captioner.caption(images)
     ref_ids = [tokenize(c, add_special_tokens=False).input_ids for c in ref]
+    sequences = ref_captioner._generate(images, ref_captioner.max_new_tokens)
+    ref_logp = caption_logits(ref_captioner, images, sequences)
     result = {"folder": str(folder), "frames": n_frames, "fp32_captions": ref[:3]}
     for p in precisions:
         print(f"captions: {p}", file=sys.stderr, flush=True)
@@ -158,13 +179,14 @@ def caption_quality(folder: Path, precisions: list[str], n_frames: int) -> dict:
             if ran == p and not runs_in(captioner.model, p):
                 raise RuntimeError(f"BlipCaptioner does not run {p} yet (its weights are all fp32)")
             got = captioner.caption(images)
+            forced = forced_agreement(ref_logp, caption_logits(captioner, images, sequences))
         except Exception as exc:
             result[p] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
             continue
         ids = [tokenize(c, add_special_tokens=False).input_ids for c in got]
         same = sum(sum(x == y for x, y in zip(a, b)) for a, b in zip(ref_ids, ids))
         total = sum(max(len(a), len(b)) for a, b in zip(ref_ids, ids))
-        result[p] = {"ran_in": ran, "token_agreement": round(same / max(total, 1), 4),
+        result[p] = {"ran_in": ran, "token_agreement": round(same / max(total, 1), 4), **forced,
                      "identical_captions": round(sum(a == b for a, b in zip(ref, got)) / len(ref), 4)}  # fmt: skip
     return result
 
@@ -183,12 +205,14 @@ def table(result: dict) -> str:
                              f"{r['fp32_entropy']:>14.3f}")  # fmt: skip
     if "captions" in result:
         c = result["captions"]
-        lines += [f"BLIP {c['folder']}: {c['frames']} frames", f"{'precision':10}{'token agree':>13}{'identical':>11}"]
+        lines += [f"BLIP {c['folder']}: {c['frames']} frames; free-running captions, then teacher-forced on fp32's",
+                  f"{'precision':10}{'token agree':>13}{'identical':>11}{'forced KL':>11}{'forced top-1':>14}"]  # fmt: skip
         for p, r in c.items():
             if isinstance(r, dict) and "error" in r:
                 lines.append(f"{p:10}  error: {r['error']}")
             elif isinstance(r, dict) and "token_agreement" in r:
-                lines.append(f"{p:10}{r['token_agreement']:>13.4f}{r['identical_captions']:>11.4f}")
+                lines.append(f"{p:10}{r['token_agreement']:>13.4f}{r['identical_captions']:>11.4f}"
+                             f"{r['forced_mean_kl']:>11.5f}{r['forced_top1']:>14.4f}")  # fmt: skip
     return "\n".join(lines)
 
 

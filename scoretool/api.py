@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from . import memory
 from . import overrides as overrides_mod
 from . import timeline as timelines
 from .bridge import BRIDGES, Bridge
@@ -87,7 +88,8 @@ def plan(
     elif settings.bridge == "auto" and bridge.name in BRIDGES:
         settings = replace(settings, bridge=bridge.name)
     spec, why = model_spec(settings, "caption")
-    if captioners is None:
+    owned = captioners is None
+    if owned:
         captioners = Loaded(load_captioner)
         captioners.preload(spec)  # loads while the video is decoded
     try:
@@ -97,6 +99,9 @@ def plan(
     finally:
         if isinstance(captioners, Loaded):
             captioners.settle()
+    if owned:  # the captioner is not needed again: its memory goes before the music model comes
+        del captioners
+        memory.trim()
     per_scene = settings.frames_per_scene
     for n, scene in enumerate(scenes):
         scene.frame_captions = texts[n * per_scene : (n + 1) * per_scene]

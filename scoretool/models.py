@@ -41,6 +41,12 @@ def _cached_snapshot(repo_id: str) -> str | None:
         return None
 
 
+def local_folder(name: str) -> str | None:
+    """The folder a model loaded from: the folder itself, or the hub id's cached snapshot (None: neither)."""
+    model_id = resolve(name)
+    return model_id if os.path.isdir(model_id) else _cached_snapshot(model_id)
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False

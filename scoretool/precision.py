@@ -63,7 +63,7 @@ def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 def cpu_kernels() -> CpuKernels:
     import torch
 
-    from .music.linears import int8_unavailable_reason
+    from .int8 import int8_unavailable_reason
 
     return CpuKernels(torch.backends.cpu.get_cpu_capability(), _cpu_flags(), int8_unavailable_reason())
 

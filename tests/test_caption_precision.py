@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from scoretool import int8
 from scoretool.caption import lowp
 from scoretool.caption.blip import BlipCaptioner, clean_caption
+from scoretool.int8 import Int8Linear
 from scoretool.specs import ModelSpec
 
 
@@ -30,7 +32,7 @@ def _captioner(folder: str, precision: str) -> BlipCaptioner:
 
 
 def _quantized_linears(module) -> int:
-    return sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in module.modules())
+    return sum(isinstance(m, Int8Linear) for m in module.modules())
 
 
 def test_fp32_is_the_plain_transformers_path(blip_folder):
@@ -59,6 +61,7 @@ def test_each_precision_captions_in_that_precision(blip_folder, precision, caplo
     for module, part in ((captioner.model.vision_model, parts.vision), (captioner.model.text_decoder, parts.decoder)):
         if part == "int8":
             assert _quantized_linears(module) > 0
+            assert not any(type(m) is torch.nn.Linear for m in module.modules())  # no fp32 weights kept
         else:
             assert _quantized_linears(module) == 0
             assert {p.dtype for p in module.parameters()} == {lowp.activation_dtype(part)}
@@ -70,18 +73,16 @@ def test_each_precision_captions_in_that_precision(blip_folder, precision, caplo
 
 
 def test_int8_that_cannot_run_falls_back_to_bf16_saying_why(blip_folder, monkeypatch, caplog):
-    import torch.ao.quantization
-
     def gone(*args, **kwargs):
-        raise AttributeError("quantize_dynamic was removed")  # as a future torch might
+        raise AttributeError("torch.ops.quantized.linear_prepack was removed")  # as a future torch might
 
-    monkeypatch.setattr(torch.ao.quantization, "quantize_dynamic", gone)
+    monkeypatch.setattr(int8.Int8Linear, "quantize", gone)
     with caplog.at_level(logging.WARNING, logger="scoretool"):
         captioner = _captioner(blip_folder, "int8")
 
     assert captioner.spec == ModelSpec(blip_folder, "cpu", "bf16")
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
-    assert "int8" in caplog.text and "quantize_dynamic was removed" in caplog.text and "bf16" in caplog.text
+    assert "int8" in caplog.text and "linear_prepack was removed" in caplog.text and "bf16" in caplog.text
     assert _quantized_linears(captioner.model) == 0
     assert next(captioner.model.text_decoder.parameters()).dtype == torch.bfloat16
     assert all(c.split() for c in captioner.caption(_images()))
@@ -91,8 +92,8 @@ def test_a_failing_check_falls_all_the_way_to_fp32(blip_folder, monkeypatch, cap
     """bf16 converts but its first real caption fails (an op missing for bf16 on this CPU, say)."""
     real_convert = lowp.convert
 
-    def convert(model, precision, device):
-        model = real_convert(model, precision, device)
+    def convert(model, precision, device, read_weight):
+        model = real_convert(model, precision, device, read_weight)
         if precision != "fp32":
 
             def refuse(*args, **kwargs):

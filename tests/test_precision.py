@@ -11,9 +11,9 @@ import torch
 from scoretool import precision
 from scoretool.errors import ScoreToolError
 from scoretool.music import decoder as decodermod
-from scoretool.music import linears
+from scoretool import int8
 from scoretool.music.fast import FastMusicgen
-from scoretool.music.linears import Int8Linear
+from scoretool.int8 import Int8Linear, quantize_linears
 from scoretool.music.musicgen import MusicGenGenerator
 from scoretool.precision import CpuKernels, choose, fallback
 from scoretool.specs import CONCRETE_PRECISIONS, ModelSpec, Sampling
@@ -79,7 +79,7 @@ def test_fallback_steps_down_to_fp32(machine):
 
 # --------------------------------------------------------------------------- the int8 linear
 
-needs_int8 = pytest.mark.skipif(linears.int8_unavailable_reason() is not None, reason="no fbgemm int8 kernels here")
+needs_int8 = pytest.mark.skipif(int8.int8_unavailable_reason() is not None, reason="no fbgemm int8 kernels here")
 
 
 @needs_int8
@@ -88,15 +88,27 @@ def test_int8_linear_is_close_and_each_row_independent_of_the_batch():
     w = torch.randn(96, 64, generator=g) * 0.05
     x = torch.randn(7, 64, generator=g) * 3 + 1
     x[3] = 0.5  # a constant row
-    lin = Int8Linear(w)
+    lin = Int8Linear.quantize(w)
     y = lin(x)
     ref = x @ w.T
     assert (y - ref).norm() / ref.norm() < 0.03
     for i in range(7):
         assert torch.equal(lin(x[i : i + 1]), y[i : i + 1])
     assert torch.equal(lin(x.view(7, 1, 64)).view(7, 96), y)
-    fused = Int8Linear.fused([w[:40], w[40:]])
+    fused = Int8Linear.fused([Int8Linear.quantize(w[:40]), Int8Linear.quantize(w[40:])])
     assert torch.equal(fused(x), y)  # fusing layers that read one input changes nothing
+
+
+@needs_int8
+def test_quantize_linears_reads_the_weights_it_is_given_and_replaces_each_layer():
+    g = torch.Generator().manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 48, bias=False), torch.nn.ReLU(), torch.nn.Linear(48, 16))
+    x = torch.randn(5, 32, generator=g)
+    elsewhere = {"0": torch.randn(48, 32, generator=g)}  # what the checkpoint holds for layer 0
+    expected = net[2](torch.relu(x @ elsewhere["0"].T))
+    assert quantize_linears(net, elsewhere.get) == 2
+    assert all(isinstance(net[i], Int8Linear) for i in (0, 2))
+    assert (net(x) - expected).norm() / expected.norm() < 0.03  # layer 0 was quantized from the weight given
 
 
 # --------------------------------------------------------------------------- MusicGen at each precision
@@ -166,7 +178,7 @@ def test_an_int8_op_that_fails_steps_down_with_the_reason_logged(tiny_dir, monke
 
 
 def test_int8_kernels_missing_at_load_step_down(tiny_dir, monkeypatch, caplog):
-    monkeypatch.setattr(linears, "int8_unavailable_reason", lambda: "pretend this torch has no fbgemm")
+    monkeypatch.setattr(int8, "int8_unavailable_reason", lambda: "pretend this torch has no fbgemm")
     with caplog.at_level(logging.WARNING, logger="scoretool"):
         gen = _generator(tiny_dir, "int8")
     assert gen.spec.precision == fallback("int8", "cpu") and gen.fast is not None

@@ -7,7 +7,7 @@ import re
 
 from PIL import Image
 
-from .. import models
+from .. import memory, models
 from ..specs import ModelSpec
 from . import lowp
 
@@ -31,6 +31,8 @@ class BlipCaptioner:
         import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
+        from ..checkpoints import Checkpoint
+
         self._torch = torch
         self.model_id = models.resolve(spec.model)
         self.device = spec.device
@@ -41,7 +43,10 @@ class BlipCaptioner:
         def load():
             return models.load(spec.model, role, BlipForConditionalGeneration.from_pretrained).to(spec.device).eval()
 
-        self.model, precision = lowp.load_in(load, spec.precision, spec.device, self._check)
+        checkpoint = Checkpoint.find(models.local_folder(spec.model))
+        read_weight = (lambda name: checkpoint.tensor(f"{name}.weight")) if checkpoint else (lambda name: None)
+        self.model, precision = lowp.load_in(load, spec.precision, spec.device, self._check, read_weight)
+        memory.trim()  # what converting freed
         self.pixel_dtype = lowp.activation_dtype(lowp.PARTS[precision].vision)
         self.spec = dataclasses.replace(spec, precision=precision)
 

@@ -4,8 +4,10 @@ BLIP captioning has two parts of very different shapes. The vision encoder (ViT-
 blip-base) runs once per image on 577 patch tokens: large matrix products, bound by arithmetic. The
 text decoder (BERT-base with cross-attention to those tokens) runs ~30 steps of one token per image:
 small products, bound by reading the weights. So each precision says what each part runs in (see
-`PARTS`), and measured on the CPU, int8 pays in the decoder (dynamic quantization of its Linear
-layers: int8 weights, a quarter of the bytes) but not (or less) in the encoder.
+`PARTS`). int8 replaces every Linear layer by `int8.Int8Linear` (per-channel int8 weights, per-row
+int8 activations, the layer MusicGen's decoder uses): a quarter of the weight bytes for the decoder,
+VNNI int8 products for the encoder; the fp32 weights are read from the checkpoint's file as each is
+quantized, so they never take memory.
 
 A precision that cannot run here (a missing op, an API a future torch drops, int8 on a GPU) falls
 back to the next (int8 -> bf16 -> fp32, fp16 -> fp32) with the reason logged at WARNING; the
@@ -15,7 +17,6 @@ caller gets the precision that really runs.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ PARTS = {
     "bf16": Parts(vision="bf16", decoder="bf16"),
     "int8": Parts(vision="int8", decoder="int8"),
 }
+ReadWeight = Callable[[str], object]  # a Linear layer's fp32 weight by its name in the model, or None
 
 
 class PrecisionUnavailable(RuntimeError):
@@ -55,8 +57,9 @@ def activation_dtype(part: str):
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(part, torch.float32)
 
 
-def convert_part(module, part: str, device: str):
-    """`module` (on `device`, in fp32) converted to `part`; returns the module to use."""
+def convert_part(module, part: str, device: str, read_weight: Callable[[str], object] = lambda name: None):
+    """`module` (on `device`, in fp32) converted to `part`; returns the module to use. `read_weight(name)`:
+    the fp32 weight of the Linear layer `name` (under `module`) from the checkpoint, or None."""
     import torch
 
     if part == "fp32":
@@ -70,26 +73,27 @@ def convert_part(module, part: str, device: str):
     if part == "int8":
         if device != "cpu":
             raise PrecisionUnavailable(f"int8 (dynamic quantization) runs on the CPU only, not on {device}")
-        from torch.ao.quantization import quantize_dynamic
+        from ..int8 import int8_unavailable_reason, quantize_linears
 
-        # torch.ao.quantization says it is deprecated (for torchao) on every call; the day it is gone,
-        # the import or the call fails and int8 falls back, logged. Until then, keep the console clean.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*(deprecated|will be removed)", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message=r".*(deprecated|will be removed)", category=UserWarning)
-            return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        missing = int8_unavailable_reason()
+        if missing:
+            raise PrecisionUnavailable(missing)
+        quantize_linears(module, read_weight)
+        return module
     raise PrecisionUnavailable(f"unknown precision {part!r}")
 
 
-def convert(model, precision: str, device: str):
+def convert(model, precision: str, device: str, read_weight: ReadWeight = lambda name: None):
     """A loaded `BlipForConditionalGeneration` (fp32, on `device`) converted in place to `precision`:
     each part as `PARTS` says, the vision encoder's attention fused (see `attention`), and where the
-    parts' activations differ, the encoder's output cast to the decoder's dtype."""
+    parts' activations differ, the encoder's output cast to the decoder's dtype. `read_weight(name)`:
+    a Linear layer's fp32 weight from the checkpoint by its name in the model (None: the layer's own)."""
     from .attention import fuse_vision_attention
 
     parts = PARTS[precision]
-    model.vision_model = convert_part(model.vision_model, parts.vision, device)
-    model.text_decoder = convert_part(model.text_decoder, parts.decoder, device)
+    for name in ("vision_model", "text_decoder"):
+        part = getattr(parts, "vision" if name == "vision_model" else "decoder")
+        setattr(model, name, convert_part(getattr(model, name), part, device, lambda layer: read_weight(f"{name}.{layer}")))
     if precision != "fp32":
         fuse_vision_attention(model.vision_model)
     to_decoder = activation_dtype(parts.decoder)
@@ -108,6 +112,7 @@ def load_in(
     precision: str,
     device: str,
     check: Callable[[object, str], None],
+    read_weight: ReadWeight = lambda name: None,
 ) -> tuple[object, str]:
     """`load()` the fp32 model and convert it to `precision`, falling back (int8 -> bf16 -> fp32) where
     conversion or `check(model, precision)` (a real captioning call) fails. Returns the model and the
@@ -115,7 +120,7 @@ def load_in(
     model = load()
     while precision != "fp32":
         try:
-            converted = convert(model, precision, device)
+            converted = convert(model, precision, device, read_weight)
             check(converted, precision)
             return converted, precision
         except ScoreToolError:

@@ -1,7 +1,7 @@
 """MusicGen's decoder as the fast loop runs it: its weights in the loop's layout, and one decoding step.
 
 The weights are the model's own, in the decoder's precision: fp32 (the same tensors: no copy), fp16 or
-bf16 (copies, activations and KV cache in that dtype too), or int8 (`linears.Int8Linear` for every
+bf16 (copies, activations and KV cache in that dtype too), or int8 (`int8.Int8Linear` for every
 per-step projection and the LM heads, q/k/v and the four heads each fused into one GEMM; activations,
 norms, attention and the KV cache stay fp32). Logits leave in fp32, so guidance and sampling are fp32
 at every precision.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .linears import Int8Linear
+from ..int8 import Int8Linear
 
 Weight = torch.Tensor | Int8Linear
 
@@ -60,7 +60,7 @@ class Decoder:
             self.layers = [self._layer(layer) for layer in decoder.layers]
             self.final_ln = self._ln(decoder.layer_norm)
             self.embed = [self._w(e.weight) for e in decoder.embed_tokens]
-            self._load_heads([h.weight for h in model.decoder.lm_heads])
+            self._load_heads(list(model.decoder.lm_heads))
             self.positions = self._w(decoder.embed_positions.weights)
         self._position_module = decoder.embed_positions
         self.gelu_epilogue = bool(gelu_epilogue) and self.fused and dtype != torch.float32
@@ -74,8 +74,13 @@ class Decoder:
     def _ln(self, m: torch.nn.LayerNorm) -> tuple:
         return (m.normalized_shape, self._w(m.weight), self._w(m.bias), m.eps)
 
-    def _proj(self, linear: torch.nn.Linear) -> Weight:
-        return Int8Linear(linear.weight) if self.int8 else self._w(linear.weight)
+    def _proj(self, linear: torch.nn.Module) -> Weight:
+        return self._int8(linear) if self.int8 else self._w(linear.weight)
+
+    @staticmethod
+    def _int8(linear: torch.nn.Module) -> Int8Linear:
+        """The model's own int8 layer where it holds one (`int8.quantize_linears`), else an int8 copy."""
+        return linear if isinstance(linear, Int8Linear) else Int8Linear.quantize(linear.weight)
 
     def _layer(self, layer) -> Layer:
         sa, ca = layer.self_attn, layer.encoder_attn
@@ -86,7 +91,7 @@ class Decoder:
             cq=p(ca.q_proj), ck=p(ca.k_proj), cv=p(ca.v_proj), co=p(ca.out_proj), fc1=p(layer.fc1), fc2=p(layer.fc2),
         )  # fmt: skip
         if self.int8:
-            entry.qkv = Int8Linear.fused([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
+            entry.qkv = Int8Linear.fused([self._int8(sa.q_proj), self._int8(sa.k_proj), self._int8(sa.v_proj)])
         elif self.fused:
             entry.qkv = torch.cat([self._w(sa.q_proj.weight), self._w(sa.k_proj.weight), self._w(sa.v_proj.weight)])
         else:
@@ -96,9 +101,9 @@ class Decoder:
                 setattr(entry, name, getattr(entry, name).t().contiguous())
         return entry
 
-    def _load_heads(self, weights: list[torch.Tensor]) -> None:
-        self.heads = [self._w(h) for h in weights] if not self.int8 else []
-        self.heads_int8 = Int8Linear.fused(weights) if self.int8 else None
+    def _load_heads(self, heads: list[torch.nn.Module]) -> None:
+        self.heads = [self._w(h.weight) for h in heads] if not self.int8 else []
+        self.heads_int8 = Int8Linear.fused([self._int8(h) for h in heads]) if self.int8 else None
         self.heads_stacked = torch.stack(self.heads).contiguous() if self.fused else None
         if self.kn:
             self.heads_stacked = self.heads_stacked.transpose(1, 2).contiguous()  # (K, hidden, vocab)

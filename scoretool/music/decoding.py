@@ -5,7 +5,9 @@ the precision asked for, stepping down one notch at a time when something fails,
   precision can't be set up (an op missing from this torch build, an API gone) or fails while running
   (an error from its kernels, non-finite logits); each step down is a WARNING with the reason, and
   `precision` then names what runs. Both paths honour the precision: the fast loop decodes in it, and
-  generate runs with the decoder's linear layers swapped for int8/bf16/fp16 stand-ins (`linears`).
+  generate runs with the decoder's linear layers swapped for bf16/fp16 stand-ins (`linears`). In int8 the
+  decoder's linears are replaced for good by int8 ones read from the checkpoint (`int8.quantize_linears`),
+  so its fp32 weights never take memory; stepping down from int8 reloads the model.
 - path: the fast loop -> generate when the loop doesn't model the model (INFO, or WARNING if the fast
   loop was asked for) or fails in fp32 (WARNING); both give the same tokens in fp32.
 """
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import numpy as np
 
+from .. import memory
 from ..precision import fallback
 from .linears import LinearSwap
 
@@ -60,20 +64,26 @@ class Decoding:
     """`use_fast`: None = the fast loop where it applies (env SCORETOOL_FAST_MUSICGEN=0/1 overrides), True =
     ask for it (a fallback is then a warning), False = always generate. `do_sample=False`: greedy."""
 
-    def __init__(self, model, device: str, precision: str, *, use_fast=None, do_sample=True, fast_options=None):
+    def __init__(self, model, device: str, precision: str, *, use_fast=None, do_sample=True, fast_options=None,
+                 reload: Callable[[], object] | None = None, read_weight: Callable[[str], object] | None = None):
         self.model, self.device, self.precision = model, device, precision
+        self.reload = reload  # a fresh fp32 model, for a step down from int8 (None: the model is not changed)
+        self.read_weight = read_weight or (lambda name: None)  # a decoder linear's fp32 weight from the checkpoint
+        self._in_int8 = False  # the decoder's linears were replaced by int8 ones: a step down reloads
         self.do_sample = do_sample
         self.fast_options = fast_options or {}
         self.num_codebooks = model.decoder.num_codebooks
         self.fast = None
         self.fallback_reason: str | None = None  # why generate is used, or None
-        self._hf_linears = LinearSwap(model.decoder, precision)  # the decoder's linears while generate runs
+        self._hold_in_int8()
+        self._hf_linears = LinearSwap(self.model.decoder, self.precision)  # the decoder's linears while generate runs
         self.use_fast = use_fast if use_fast is not None else env_use_fast()
         if self.use_fast is False:
             self.fallback_reason = "fast path turned off" + (" (SCORETOOL_FAST_MUSICGEN)" if use_fast is None else "")
             log.debug("MusicGen: using transformers' generate: %s", self.fallback_reason)
         else:
             self._build_fast()
+        memory.trim()  # what quantizing freed
 
     # ------------------------------------------------------------------ stepping down
 
@@ -84,6 +94,8 @@ class Decoding:
             return False
         log.warning("MusicGen: %s; falling back to %s", reason, following)
         self.precision = following
+        if self._in_int8:
+            self.model, self._in_int8 = self.reload(), False
         self._hf_linears = LinearSwap(self.model.decoder, following)
         return True
 
@@ -95,15 +107,30 @@ class Decoding:
             self.fast = None
             self.fallback_reason = reason
 
+    def _hold_in_int8(self) -> None:
+        """int8 with a `reload`: the decoder's linears become int8 for good, or the precision steps down."""
+        from ..int8 import int8_unavailable_reason, quantize_linears
+
+        while self.precision == "int8":
+            missing = int8_unavailable_reason()
+            if missing:
+                reason = f"int8 can't run: {missing}"
+            elif self.reload is None:
+                return  # nothing to reload from: the fast loop and generate quantize copies of the weights
+            else:
+                try:
+                    self._in_int8 = True
+                    quantize_linears(self.model.decoder, self.read_weight)
+                    return
+                except Exception as exc:  # a missing op or API shows as any error class; the message says which
+                    reason = f"int8 could not be set up ({type(exc).__name__}: {exc})"
+            self._step_down(reason)
+
     def _build_fast(self) -> None:
         from .fast import FastMusicgen
-        from .linears import int8_unavailable_reason
         from .support import Unsupported
 
         while True:
-            missing = int8_unavailable_reason() if self.precision == "int8" else None
-            if missing and self._step_down(f"int8 can't run: {missing}"):
-                continue
             try:
                 self.fast = FastMusicgen(self.model, self.device, **fast_loop_options(self.precision), **self.fast_options)
                 return

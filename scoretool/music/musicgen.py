@@ -84,22 +84,36 @@ class MusicGenGenerator:
 
         from .decoding import Decoding
 
+        from ..checkpoints import Checkpoint
+
         role = "music model (--music-model)"
         self.model_id = models.resolve(spec.model)
         self.processor = models.load(spec.model, role, AutoProcessor.from_pretrained)
-        self.model = models.load(spec.model, role, MusicgenForConditionalGeneration.from_pretrained)
-        self.model.to(spec.device).eval()
+
+        def load_model():
+            return models.load(spec.model, role, MusicgenForConditionalGeneration.from_pretrained).to(spec.device).eval()
+
+        model = load_model()
         self.device = spec.device
-        codec = self.model.config.audio_encoder
+        codec = model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
         self.frame_rate = self.sample_rate / codec.hop_length
-        K = self.model.decoder.num_codebooks
-        channels = getattr(self.model.config.decoder, "audio_channels", 1) or 1
+        K = model.decoder.num_codebooks
+        channels = getattr(model.config.decoder, "audio_channels", 1) or 1
         # The delay pattern delays each channel's codebooks 0..K-1 steps (stereo interleaves two channels).
         self.delay_codebooks = K // channels if K % channels == 0 else K
-        self.decoding = Decoding(self.model, spec.device, spec.precision, use_fast=use_fast, do_sample=do_sample,
-                                 fast_options=fast_options)  # fmt: skip
+        # int8 holds the decoder's linears in int8 only, their fp32 weights read from the checkpoint's file.
+        checkpoint = Checkpoint.find(models.local_folder(spec.model))
+        self.decoding = Decoding(
+            model, spec.device, spec.precision, use_fast=use_fast, do_sample=do_sample, fast_options=fast_options,
+            reload=load_model, read_weight=lambda name: checkpoint and checkpoint.tensor(f"decoder.{name}.weight"),
+        )  # fmt: skip
         self._model_name = spec.model
+
+    @property
+    def model(self):
+        """The transformers model decoding runs (a step down from int8 reloads it)."""
+        return self.decoding.model
 
     @property
     def spec(self) -> ModelSpec:

@@ -1,0 +1,130 @@
+"""int8 linear layers on the CPU (fbgemm), shared by MusicGen's decoder and BLIP.
+
+`Int8Linear` runs fbgemm's dynamic int8 GEMM (`quantized.linear_dynamic` on weights prepacked per
+output channel), the fastest CPU path measured (4096x1024 at batch 2: ~10x fp32). fbgemm picks one
+activation scale for the whole input, so a row's result would depend on the other rows in the batch
+(other scenes, other images): each row is first mapped onto [0, 1] (u = (x - lo) / span), so every
+input fbgemm sees has min 0 and max 1 and gets the same scale, and y = span * (W u) + lo * rowsum(W)
+is each row's product with its own (per-token) activation scale: bit for bit the same whatever shares
+its batch, and more accurate than one scale for all. Activations are quantized to 7 bits
+(`reduce_range`): on CPUs without VNNI, fbgemm's 16-bit pair sums saturate with 8-bit ones.
+
+`quantize_linears(module, ...)` replaces a module's `nn.Linear` layers by `Int8Linear`s for good,
+so the fp32 weights can go: a model held in int8 costs its int8 bytes. Where the model folder's
+checkpoint is given, each fp32 weight is read from the file (`checkpoints.Checkpoint`) rather than
+from the loaded parameter, whose pages would otherwise become resident in the process just to be
+quantized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+
+import torch
+
+
+def int8_unavailable_reason() -> str | None:
+    """Why this torch build cannot run `Int8Linear`, or None where it can."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return f"this torch has no fbgemm int8 kernels (engines: {', '.join(torch.backends.quantized.supported_engines)})"
+    for name in ("linear_prepack", "linear_dynamic", "linear_unpack"):
+        try:
+            getattr(torch.ops.quantized, name)
+        except (AttributeError, RuntimeError):
+            return f"this torch has no torch.ops.quantized.{name}"
+    return None
+
+
+@contextlib.contextmanager
+def _engine(name: str):
+    """The quantized engine the weights are prepacked for (the packed weights keep it)."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _per_channel(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` (out, in) as a qint8 tensor with one symmetric scale per output channel."""
+    weight = weight.detach().float().cpu()
+    scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
+    zero = torch.zeros(weight.shape[0], dtype=torch.long)
+    return torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+
+
+class Int8Linear(torch.nn.Module):
+    """y = x @ weight.T (+ bias) with int8 weights (per output channel) and per-row int8 activations.
+    Build one with `quantize(weight, bias)` or `fused([...])`; `Int8Linear(q, bias)` takes a per-channel
+    qint8 weight."""
+
+    def __init__(self, q: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        with warnings.catch_warnings():  # quantized tensors are deprecated; a torch without them fails here
+            warnings.simplefilter("ignore")
+            with _engine("fbgemm"):
+                self._packed = torch.ops.quantized.linear_prepack(q, None)
+            self.register_buffer("rowsum", q.dequantize().sum(dim=1), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
+        self.in_features, self.out_features = q.shape[1], q.shape[0]
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(_per_channel(weight), bias)
+
+    def quantized_weight(self) -> torch.Tensor:
+        """The per-channel qint8 weight (unpacked from fbgemm's layout)."""
+        with warnings.catch_warnings(), _engine("fbgemm"):
+            warnings.simplefilter("ignore")
+            return torch.ops.quantized.linear_unpack(self._packed)[0]
+
+    @classmethod
+    def fused(cls, layers: list[Int8Linear]) -> Int8Linear:
+        """One layer for several bias-free ones that read the same input (q, k, v; the LM heads): the
+        same results as each alone (per-row activations, per-channel weights), one GEMM."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts = [layer.quantized_weight() for layer in layers]
+            q = torch._make_per_channel_quantized_tensor(
+                torch.cat([p.int_repr() for p in parts]),
+                torch.cat([p.q_per_channel_scales() for p in parts]),
+                torch.cat([p.q_per_channel_zero_points() for p in parts]),
+                0,
+            )
+        return cls(q)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., in) fp32. Few, in-place ops: this runs ~150 times a decoding step."""
+        if x.dim() != 2:
+            return self.forward(x.reshape(-1, x.shape[-1])).view(*x.shape[:-1], self.out_features)
+        lo = x.amin(-1, keepdim=True)
+        span = x.amax(-1, keepdim=True).sub_(lo).clamp_min_(1e-30)
+        y = torch.ops.quantized.linear_dynamic((x - lo).div_(span), self._packed, True)
+        y = torch.addcmul(lo * self.rowsum, y, span)
+        return y if self.bias is None else y + self.bias
+
+
+def quantize_linears(
+    module: torch.nn.Module,
+    read_weight: Callable[[str], torch.Tensor | None] = lambda name: None,
+    skip: Callable[[str], bool] = lambda name: False,
+) -> int:
+    """Replace every `nn.Linear` under `module` (but those `skip(name)` names) by an `Int8Linear`, in
+    place; returns how many. `read_weight(name)` gives a layer's fp32 weight from elsewhere (the
+    checkpoint), or None to take the layer's own."""
+    count = 0
+    for name, child in list(module.named_modules()):
+        if type(child) is not torch.nn.Linear or skip(name):
+            continue
+        weight = read_weight(name)
+        if weight is None or weight.shape != child.weight.shape:
+            weight = child.weight
+        parent, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(parent), attr, Int8Linear.quantize(weight, child.bias))
+        count += 1
+    return count

@@ -1,0 +1,62 @@
+"""Reading single tensors from safetensors files (`checkpoints`), and models held in int8 that read their
+fp32 weights from there: MusicGen's decoder and BLIP keep no fp32 Linear layer once quantized."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from scoretool import int8
+from scoretool.checkpoints import Checkpoint
+from scoretool.int8 import Int8Linear
+from scoretool.music.musicgen import MusicGenGenerator
+from scoretool.specs import ModelSpec, Sampling
+
+needs_int8 = pytest.mark.skipif(int8.int8_unavailable_reason() is not None, reason="no fbgemm int8 kernels here")
+
+
+def test_tensors_read_from_one_file_and_from_shards_equal_safetensors_own(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    tensors = {"a.weight": torch.randn(5, 7, generator=g), "b.weight": torch.randn(3, generator=g).to(torch.bfloat16),
+               "c.count": torch.arange(4)}  # fmt: skip
+    single = tmp_path / "single"
+    single.mkdir()
+    save_file(tensors, single / "model.safetensors", metadata={"format": "pt"})
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    save_file({"a.weight": tensors["a.weight"]}, sharded / "model-00001-of-00002.safetensors")
+    save_file({"b.weight": tensors["b.weight"]}, sharded / "model-00002-of-00002.safetensors")
+    weight_map = {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+    expected = load_file(single / "model.safetensors")
+    for folder in (single, sharded):
+        checkpoint = Checkpoint.find(folder)
+        for name in ("a.weight", "b.weight"):
+            got = checkpoint.tensor(name)
+            assert got.dtype == expected[name].dtype and torch.equal(got, expected[name])
+        assert checkpoint.tensor("missing.weight") is None
+    assert Checkpoint.find(single).tensor("c.count") is None  # not a float: the caller uses its own
+    assert Checkpoint.find(tmp_path) is None and Checkpoint.find(None) is None
+
+
+@needs_int8
+def test_musicgen_in_int8_holds_its_decoder_linears_in_int8_quantized_from_the_checkpoint(tiny_models, monkeypatch):
+    folder = str(tiny_models["musicgen"])
+    read = []
+    real = Checkpoint.tensor
+    monkeypatch.setattr(Checkpoint, "tensor", lambda self, name: read.append(name) or real(self, name))
+    gen = MusicGenGenerator(ModelSpec(folder, "cpu", "int8"))
+    decoder = gen.model.decoder
+    assert not any(type(m) is torch.nn.Linear for m in decoder.modules())
+    layers = {name: m for name, m in decoder.named_modules() if isinstance(m, Int8Linear)}
+    assert read == [f"decoder.{name}.weight" for name in layers]  # every weight came from the file
+    checkpoint = load_file(f"{folder}/model.safetensors")
+    name = "model.decoder.layers.0.fc1"
+    expected = Int8Linear.quantize(checkpoint[f"decoder.{name}.weight"])
+    x = torch.randn(3, layers[name].in_features)
+    assert torch.equal(layers[name](x), expected(x))
+    assert gen.generate(["drums"], [0.3], [1], Sampling())[0].shape[0] > 0
