@@ -1,6 +1,7 @@
 """`scoretool review`'s server through Starlette's TestClient: edits, renders, undo, exports, and
 its guards (token, Host header, paths, bad edits). Real pipeline, tiny models."""
 
+import json
 import os
 import re
 import shutil
@@ -250,3 +251,19 @@ def test_cli_refuses_a_busy_port_and_another_video_s_plan(planned, tmp_path):
     other = tmp_path / "other.mp4"
     shutil.copy(tmp_path / "in.mp4", other)
     assert_one_line_error(run("review", other, "--plan", plan_path, "--no-browser"), r"is the plan of .*in.mp4, not of .*other.mp4")
+
+
+def test_a_plan_file_changed_elsewhere_is_read_in_not_overwritten(served):
+    client, session, _, plan_path = served
+    client.post("/api/scenes/1", json={"seed": 11}).raise_for_status()
+    data = plan_json(plan_path)
+    data["scenes"][2]["prompt"] = "edited in a text editor, 90 BPM"
+    plan_path.write_text(json.dumps(data), encoding="utf-8")
+    response = client.post("/api/scenes/2", json={"seed": 12})
+    assert response.status_code == 400 and "changed outside this page" in response.json()["error"]
+    assert plan_json(plan_path) == data  # not overwritten
+    state = client.get("/api/state").json()
+    assert state["plan"]["scenes"][2]["prompt"] == "edited in a text editor, 90 BPM" and not state["can_undo"]
+    client.post("/api/scenes/2", json={"seed": 12}).raise_for_status()  # made again, on the plan as it is now
+    after = plan_json(plan_path)
+    assert after["scenes"][1]["seed"] == 12 and after["scenes"][2]["prompt"] == "edited in a text editor, 90 BPM"

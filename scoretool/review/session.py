@@ -55,6 +55,7 @@ class Session:
         self.last_cache: dict = {}  # what the last render reused and made, per kind
         self.curves: dict | None = None  # the soundtrack's waveform and loudness (`media.curves`)
         self._undo: list[dict] = []
+        self._stamp = self._file_stamp()  # the plan file as this session last read or wrote it
 
     # What the page shows.
     def state(self) -> dict:
@@ -81,7 +82,7 @@ class Session:
         if unknown:
             raise PlanError(f"scene {number}: '{str(unknown[0])[:40]}' cannot be edited here (only {', '.join(EDITABLE)})")
         with self.lock:
-            self._check_idle()
+            self._check_ready()
             candidate = copy.deepcopy(self.plan)
             apply_edit(_scene(candidate, number), changes)
             validate(candidate)
@@ -101,7 +102,7 @@ class Session:
     def undo(self) -> None:
         """Back to the plan as it was before the last edit (saved, like an edit)."""
         with self.lock:
-            self._check_idle()
+            self._check_ready()
             if not self._undo:
                 raise PlanError("nothing to undo")
             previous = Plan.from_dict(self._undo[-1])
@@ -121,32 +122,57 @@ class Session:
             the_plan = copy.copy(the_plan)
             the_plan.input = dataclasses.replace(the_plan.input, path=os.path.relpath(the_plan.input.path))
         the_plan.save(self.plan_path)
+        self._stamp = self._file_stamp()
 
-    def _check_idle(self) -> None:
+    def _check_ready(self) -> None:
+        """No render is running, and the plan file is as this session left it: a change made to it
+        elsewhere (an editor, `scoretool plan`) is read in, never overwritten."""
         if self.busy:
             raise Busy("a render is running: edit when it has finished")
+        if self._changed_on_disk():
+            raise PlanError("the plan file was changed outside this page: the page now shows it as it is; make the edit again")
+
+    def _changed_on_disk(self) -> bool:
+        """Whether the file changed since this session read or wrote it; if so, it is read in again
+        (checked like any plan; the undo steps, made on the old one, go)."""
+        if self._file_stamp() == self._stamp:
+            return False
+        self.plan = Plan.load(self.plan_path)
+        self._stamp, self._undo = self._file_stamp(), []
+        return True
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.plan_path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     # Renders (run by `jobs.Renderer` in a worker thread).
     def begin_render(self) -> Plan:
         """The plan to render (a copy); edits are refused until `end_render`."""
         with self.lock:
-            self._check_idle()
+            self._check_ready()
             self.busy = True
             return copy.deepcopy(self.plan)
 
     def end_render(self, result: api.Result | None) -> None:
-        """After a render: its plan (prompts the bridge wrote, the model that ran) becomes the plan, saved."""
-        curves = media.curves(self.output, result.plan, self.work) if result else None
-        with self.lock:
-            self.busy = False
-            if result is None:
-                return
-            self._save(result.plan)
-            self.plan = result.plan
-            self.rendered = _music_of(result.plan.to_dict())
-            self.last_cache = result.cache
-            self.curves = curves
-            self.version += 1
+        """After a render: its plan (prompts the bridge wrote, the model that ran) becomes the plan and
+        is saved, unless the file was changed elsewhere meanwhile (then that is the plan)."""
+        try:
+            curves = media.curves(self.output, result.plan, self.work) if result else None
+            with self.lock:
+                if result is None:
+                    return
+                if not self._changed_on_disk():
+                    self._save(result.plan)
+                    self.plan = result.plan
+                self.rendered = _music_of(result.plan.to_dict())
+                self.last_cache, self.curves = result.cache, curves
+                self.version += 1
+        finally:
+            with self.lock:
+                self.busy = False
 
     # Files the page may ask for: chosen here by number, never by a path from the request.
     def thumbnail(self, number: int, index: int) -> str:
