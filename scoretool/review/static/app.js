@@ -9,6 +9,7 @@ let curves = null;     // the soundtrack's waveform and loudness (/api/curves)
 let shownVersion = -1; // the render the player and the curves show
 let shownScenes = "";  // the scenes as last drawn, to redraw only when they change
 let queue = Promise.resolve(); // edits, undo and renders are sent one after another, in order
+let pollTimer = null;
 
 function url(path, params = {}) {
   return `${path}?${new URLSearchParams({ ...params, token })}`;
@@ -68,7 +69,8 @@ function update(s) {
   const scenes = JSON.stringify([s.plan.scenes, s.presets, s.plan.settings.preset, job.running, s.rendered]);
   if (scenes !== shownScenes) { shownScenes = scenes; drawScenes(); }
   if (s.version !== shownVersion) loadMedia(s.version);
-  if (job.running) setTimeout(poll, 400);
+  clearTimeout(pollTimer); // one poll at a time, while a render runs
+  if (job.running) pollTimer = setTimeout(poll, 400);
 }
 
 function statusLine(s) {
