@@ -75,26 +75,47 @@ def write_atomic(output_path: str, writer: Callable[[str], None], *, fsync: bool
             os.unlink(tmp)
         if reason:
             raise OutputError(f"Cannot write {output_path}: {reason}.") from None
+        if isinstance(e, OutputError):  # the writer's own sentence (ffmpeg's error): say which file it was
+            message = str(e).replace(tmp, output_path)
+            raise OutputError(message if output_path in message else f"Cannot write {output_path}: {message}") from None
         raise
 
 
-def _refusal(error: BaseException, tmp: str) -> str | None:
-    """Why the system refused a write, when `error` is such a refusal; None for anything else."""
-    if isinstance(error, OSError):
-        return error.strerror or first_line(error)
-    soundfile = sys.modules.get("soundfile")
-    if soundfile is None or not isinstance(error, soundfile.SoundFileError):
-        return None
-    # libsndfile says only "System error." and keeps errno to itself. The condition that stopped it
-    # (a full disk, RLIMIT_FSIZE) stops the same write from Python, which does say why.
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """`with writing(path): ...write path...`: a write the system refuses there (disk full, no
+    permission, file too large) becomes one `OutputError` naming `path` and the reason. For a run's
+    own temp files, written in place rather than through `write_atomic`: to find the reason, what
+    is at `path` may be appended to, so it must be a file that is thrown away on an error."""
     try:
-        with open(tmp, "ab") as f:
+        yield
+    except (OSError, *_sound_errors()) as e:
+        raise OutputError(f"Cannot write {path}: {_refusal(e, path)}.") from None
+
+
+def _refusal(error: BaseException, path: str) -> str | None:
+    """Why the system refused a write to `path`, when `error` is such a refusal; None for anything else."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if not isinstance(error, (OSError, *_sound_errors())):
+        return None
+    # libsndfile says only "System error.", numpy's tofile "N requested and M written": neither
+    # says why. The condition that stopped them (a full disk, RLIMIT_FSIZE) stops the same write
+    # from Python, which does.
+    try:
+        with open(path, "ab") as f:
             f.write(bytes(_PROBE_BYTES))
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
         return e.strerror or first_line(e)
     return first_line(error)
+
+
+def _sound_errors() -> tuple[type[BaseException], ...]:
+    """soundfile's error class, where soundfile is in use (never imported here for it)."""
+    soundfile = sys.modules.get("soundfile")
+    return (soundfile.SoundFileError,) if soundfile is not None else ()
 
 
 _PROBE_BYTES = 1 << 20  # more than a file system's partly used last block can take
