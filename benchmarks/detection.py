@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scoretool.media.scenes import DEFAULT_DETECTOR, DETECTORS, cuts_in  # noqa: E402
-from tests.scene_clips import available, build, load_set  # noqa: E402
+from tests.scene_clips import at_rate, available, build, load_set  # noqa: E402
 
 TOLERANCE = 2  # frames
 NO_LABEL_KINDS = ("flash", "motion")
@@ -115,7 +115,7 @@ def scores(tp: int, fp: int, fn: int) -> dict:
     return {"tp": tp, "fp": fp, "fn": fn, "precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3)}
 
 
-def evaluate(scene_set: dict, clips: list[dict], detectors: list[str], cache: Path) -> list[dict]:
+def evaluate(scene_set: dict, clips: list[dict], detectors: list[str], cache: Path, tolerance: int = TOLERANCE) -> list[dict]:
     """Per clip and detector, the boundaries found and how they match the labels."""
     rows = []
     for clip in clips:
@@ -126,7 +126,7 @@ def evaluate(scene_set: dict, clips: list[dict], detectors: list[str], cache: Pa
                "labels": labels, "found": {}}  # fmt: skip
         for name in detectors:
             found = sorted({round(s * float(fps)) for s in cuts_in(frame_list_stream(frames, fps), detector=name)})
-            hit, missed, extra = match(found, labels)
+            hit, missed, extra = match(found, labels, tolerance)
             row["found"][name] = {"frames": found, "hit": len(hit), "missed": missed, "extra": extra}
         rows.append(row)
         wrong = {n: (f["missed"], f["extra"]) for n, f in row["found"].items() if f["missed"] or f["extra"]}
@@ -241,23 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-timing", action="store_true", help="skip the analysis-time measurement")
     parser.add_argument("--timing-seconds", type=float, default=20.0, help="length of the 1080p timing clip")
     parser.add_argument("--reps", type=int, default=3, help="timing repetitions (best of)")
-    parser.add_argument("--fps", type=int, help="build the synthetic clips at this rate instead of the set's (labels are frames)")
+    parser.add_argument("--fps", type=int, help="build the synthetic clips at this rate (as long in seconds) instead of the set's")
+    parser.add_argument("--tolerance", type=int, default=TOLERANCE, help="frames a boundary may be off its label")
     parser.add_argument("--cache", type=Path, help="where built clips are kept (default: tests/scene_clips.py's)")
     args = parser.parse_args(argv)
 
     from tests.scene_clips import CACHE
 
     scene_set, cache = load_set(), args.cache or CACHE
-    if args.fps:  # the same recipes (frame counts) at another rate: the real clips keep their own
-        scene_set["fps"] = args.fps
+    if args.fps:  # the real clips keep their own rate
+        scene_set = at_rate(scene_set, args.fps)
     detectors = args.detectors.split(",") if args.detectors else list(DETECTORS)
     kinds = set(args.kinds.split(",")) if args.kinds else None
     clips = [c for c in scene_set["clips"] if (kinds is None or c["kind"] in kinds)]
     missing = [c["name"] for c in clips if not available(scene_set, c)]
     clips = [c for c in clips if c["name"] not in missing]
     print(f"{len(clips)} clips, detectors {', '.join(detectors)}" + (f"; sources missing for {missing}" if missing else ""))
-    rows = evaluate(scene_set, clips, detectors, cache)
-    result = {"tolerance_frames": TOLERANCE, "default": DEFAULT_DETECTOR, "missing": missing, "clips": rows,
+    rows = evaluate(scene_set, clips, detectors, cache, args.tolerance)
+    result = {"tolerance_frames": args.tolerance, "fps": scene_set["fps"], "default": DEFAULT_DETECTOR, "missing": missing, "clips": rows,
               "table": tabulate(rows, detectors)}  # fmt: skip
     splits = {split: tabulate([r for r in rows if r["split"] == split], detectors) for split in ("tuning", "holdout")}
     result["by_split"] = {split: table for split, table in splits.items() if table[detectors[0]]}
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print("timing: bare decode vs the analysis pass with each detector", flush=True)
         result["timing"] = time_analysis(timing_clip(scene_set, args.timing_seconds, cache), detectors, args.reps)
     result["markdown"] = markdown(result["table"], result.get("timing", {}), detectors)
-    print(f"\nAll {len(rows)} clips (F1 at +-{TOLERANCE} frames; flash, motion: false boundaries found):\n{result['markdown']}")
+    print(f"\nAll {len(rows)} clips (F1 at +-{args.tolerance} frames; flash, motion: false boundaries found):\n{result['markdown']}")
     for split, table in result["by_split"].items():
         n = sum(r["split"] == split for r in rows)
         print(f"\n{split} clips only ({n}):\n{markdown(table, {}, detectors)}")

@@ -9,7 +9,9 @@ tests/test_detection.py and benchmarks/detection.py.
 from __future__ import annotations
 
 import hashlib
+import copy
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SET_FILE = ROOT / "tests" / "data" / "scene_set.json"
 SHARED_MEDIA = Path(os.environ.get("SCORETOOL_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
 CACHE = Path(os.environ.get("SCORETOOL_SCENE_CACHE", Path(tempfile.gettempdir()) / "scoretool-scene-set"))
-_BUILDER_VERSION = 1  # bump when the way recipes become ffmpeg graphs changes
+_BUILDER_VERSION = 4  # bump when the way recipes become ffmpeg graphs changes
 
 
 def load_set(path: Path = SET_FILE) -> dict:
@@ -61,6 +63,40 @@ def implied_labels(clip: dict) -> list[dict]:
             length += join["hold"]
         length += shot["frames"]
     return labels
+
+
+def first_frame(frame_24: int, fps: int) -> int:
+    """The first frame at `fps` that shows frame `frame_24` of 24 fps footage: ffmpeg's `fps` filter
+    rounds each source frame's time to its own ticks (halves up) and repeats it until the next."""
+    return math.floor(frame_24 * fps / 24 + 0.5)
+
+
+def at_rate(scene_set: dict, fps: int) -> dict:
+    """The set at `fps`, its synthetic clips as long in seconds as at the set's own rate: every
+    frame count scaled (a flash stays one frame), the labels recomputed; real clips as they are."""
+    r = fps / scene_set["fps"]  # the set is at 24 fps, as its shots' `from`
+    scale = lambda n: max(1, round(n * r))  # noqa: E731
+    out = copy.deepcopy(scene_set)
+    out["fps"] = fps
+    for clip in out["clips"]:
+        if "shots" not in clip:
+            continue
+        for shot in clip["shots"]:  # footage: the same source frames; a photo: as long
+            start = shot.get("from")
+            shot["frames"] = scale(shot["frames"]) if start is None else (
+                first_frame(start + shot["frames"], fps) - first_frame(start, fps))
+            if "at" in shot.get("move", {}):
+                shot["move"]["at"] = [round(a * r) for a in shot["move"]["at"]]
+        for join in clip.get("joins", []):
+            for key in ("frames", "out", "hold", "in"):
+                if key in join:
+                    join[key] = scale(join[key])
+        for effect in clip.get("flashes", []) + clip.get("sweeps", []):
+            effect["frame"] = round(effect["frame"] * r)
+            if "frames" in effect:
+                effect["frames"] = scale(effect["frames"])
+        clip["labels"] = implied_labels(clip)
+    return out
 
 
 def clip_frames(clip: dict) -> int:
@@ -126,7 +162,7 @@ def _shot_filters(shot: dict, fps: int, width: int, height: int) -> str:
         frames = shot["frames"]
         head = "crop=w='min(iw,ih*16/9)':h='min(ih,iw*9/16)',scale=1280:720"
         return f"{head},{_zoompan(shot.get('move'), frames, frames, fps, width, height)}"
-    start = round(shot["from"] * fps / 24)  # `from` is at 24 fps, so a set built at another rate shows the same footage
+    start = first_frame(shot["from"], fps)
     end = start + shot["frames"]
     head = f"setpts=PTS-STARTPTS,fps={fps},trim=start_frame={start}:end_frame={end},setpts=PTS-STARTPTS"
     if "move" in shot:

@@ -108,7 +108,7 @@ def find_boundaries(signals: Signals, fps: float, tuning: Tuning) -> list[int]:
 def hard_cuts(s: dict, fps: float, tuning: Tuning) -> list[int]:
     content = s["content"]
     n = len(content)
-    ratio = _adaptive_ratio(content)
+    ratio = _adaptive_ratio(content, frames_at(2, fps))  # AdaptiveDetector: 2 frames each side, here at 24 fps
     confirmed = (s["hash"] >= tuning.cut_hash) | (s["hist"] >= tuning.cut_hist) | (ratio >= tuning.cut_sure_ratio)
     jump = (ratio >= tuning.cut_ratio) & (content >= tuning.cut_content) & confirmed
     jump[0] = False
