@@ -26,9 +26,10 @@ log = logging.getLogger("scoretool")
 
 
 def default_dir() -> Path:
+    """$SCORETOOL_CACHE_DIR, else the platform's user cache folder (~/.cache/scoretool on Linux)."""
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("scoretool"))
+    return Path(os.environ.get("SCORETOOL_CACHE_DIR") or platformdirs.user_cache_dir("scoretool"))
 
 
 def key(*parts) -> str:

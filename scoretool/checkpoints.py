@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64, "I8": torch.int8}
 
 
 class Checkpoint:
@@ -49,8 +49,19 @@ class Checkpoint:
         except (OSError, ValueError, KeyError):
             return None
 
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Checkpoint | None:
+        """The tensors of one safetensors file, or None where it is missing or unreadable."""
+        try:
+            return cls(_header(Path(path)))
+        except (OSError, ValueError, KeyError, struct.error):
+            return None
+
+    def names(self) -> set[str]:
+        return set(self._entries)
+
     def tensor(self, name: str) -> torch.Tensor | None:
-        """The tensor `name` (a float dtype), or None where the checkpoint has no such tensor."""
+        """The tensor `name` (a float or int8 dtype), or None where the checkpoint has no such tensor."""
         entry = self._entries.get(name)
         if entry is None or entry[1].get("dtype") not in DTYPES:
             return None
@@ -59,7 +70,7 @@ class Checkpoint:
         data = bytearray(end - begin)
         with open(path, "rb") as f:
             f.seek(data_start + begin)
-            if f.readinto(data) != len(data):
+            if not data or f.readinto(data) != len(data):
                 return None
         return torch.frombuffer(data, dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
 

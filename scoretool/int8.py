@@ -61,13 +61,15 @@ class Int8Linear(torch.nn.Module):
     Build one with `quantize(weight, bias)` or `fused([...])`; `Int8Linear(q, bias)` takes a per-channel
     qint8 weight."""
 
-    def __init__(self, q: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, q: torch.Tensor, bias: torch.Tensor | None = None, rowsum: torch.Tensor | None = None):
         super().__init__()
         with warnings.catch_warnings():  # quantized tensors are deprecated; a torch without them fails here
             warnings.simplefilter("ignore")
             with _engine("fbgemm"):
                 self._packed = torch.ops.quantized.linear_prepack(q, None)
-            self.register_buffer("rowsum", q.dequantize().sum(dim=1), persistent=False)
+            if rowsum is None:
+                rowsum = q.dequantize().sum(dim=1)
+            self.register_buffer("rowsum", rowsum, persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
         self.in_features, self.out_features = q.shape[1], q.shape[0]
 
@@ -82,6 +84,20 @@ class Int8Linear(torch.nn.Module):
         with warnings.catch_warnings(), _engine("fbgemm"):
             warnings.simplefilter("ignore")
             return torch.ops.quantized.linear_unpack(self._packed)[0]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Plain tensors that `from_state` rebuilds this layer from (to keep it on disk)."""
+        q = self.quantized_weight()
+        state = {"int8": q.int_repr(), "scale": q.q_per_channel_scales(), "rowsum": self.rowsum}
+        return state if self.bias is None else {**state, "bias": self.bias}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> Int8Linear:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zero = torch.zeros(state["int8"].shape[0], dtype=torch.long)
+            q = torch._make_per_channel_quantized_tensor(state["int8"], state["scale"].double(), zero, 0)
+        return cls(q, state.get("bias"), rowsum=state["rowsum"])
 
     @classmethod
     def fused(cls, layers: list[Int8Linear]) -> Int8Linear:
@@ -112,19 +128,25 @@ class Int8Linear(torch.nn.Module):
 def quantize_linears(
     module: torch.nn.Module,
     read_weight: Callable[[str], torch.Tensor | None] = lambda name: None,
-    skip: Callable[[str], bool] = lambda name: False,
-) -> int:
-    """Replace every `nn.Linear` under `module` (but those `skip(name)` names) by an `Int8Linear`, in
-    place; returns how many. `read_weight(name)` gives a layer's fp32 weight from elsewhere (the
-    checkpoint), or None to take the layer's own."""
-    count = 0
+    stored: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> dict[str, Int8Linear]:
+    """Replace every `nn.Linear` under `module` by an `Int8Linear`, in place; returns them by name.
+    `stored[name]`: a layer's `Int8Linear.state()` kept from an earlier quantization (used where its
+    shape fits); else `read_weight(name)` gives its fp32 weight from elsewhere (the checkpoint), or
+    None to take the layer's own."""
+    layers = {}
     for name, child in list(module.named_modules()):
-        if type(child) is not torch.nn.Linear or skip(name):
+        if type(child) is not torch.nn.Linear:
             continue
-        weight = read_weight(name)
-        if weight is None or weight.shape != child.weight.shape:
-            weight = child.weight
+        state = (stored or {}).get(name)
+        if state is not None and tuple(state["int8"].shape) == tuple(child.weight.shape):
+            layer = Int8Linear.from_state(state)
+        else:
+            weight = read_weight(name)
+            if weight is None or weight.shape != child.weight.shape:
+                weight = child.weight
+            layer = Int8Linear.quantize(weight, child.bias)
         parent, _, attr = name.rpartition(".")
-        setattr(module.get_submodule(parent), attr, Int8Linear.quantize(weight, child.bias))
-        count += 1
-    return count
+        setattr(module.get_submodule(parent), attr, layer)
+        layers[name] = layer
+    return layers

@@ -21,6 +21,12 @@ needs_shared_media = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_dir(tmp_path_factory):
+    """Tests never read or fill the user's cache (captions, clips, int8 weights): one cache for the run."""
+    os.environ["SCORETOOL_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random MusicGen and BLIP folders, built once per test run, loaded like real checkpoints."""

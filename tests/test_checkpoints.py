@@ -44,19 +44,47 @@ def test_tensors_read_from_one_file_and_from_shards_equal_safetensors_own(tmp_pa
 
 
 @needs_int8
-def test_musicgen_in_int8_holds_its_decoder_linears_in_int8_quantized_from_the_checkpoint(tiny_models, monkeypatch):
+def test_musicgen_in_int8_quantizes_from_the_checkpoint_once_then_loads_the_stored_int8_layers(tiny_models, monkeypatch, tmp_path):
+    from scoretool import cache
+
+    monkeypatch.setattr(cache, "default_dir", lambda: tmp_path / "cache")
     folder = str(tiny_models["musicgen"])
     read = []
     real = Checkpoint.tensor
     monkeypatch.setattr(Checkpoint, "tensor", lambda self, name: read.append(name) or real(self, name))
-    gen = MusicGenGenerator(ModelSpec(folder, "cpu", "int8"))
-    decoder = gen.model.decoder
+
+    first = MusicGenGenerator(ModelSpec(folder, "cpu", "int8"))
+    decoder = first.model.decoder
     assert not any(type(m) is torch.nn.Linear for m in decoder.modules())
     layers = {name: m for name, m in decoder.named_modules() if isinstance(m, Int8Linear)}
-    assert read == [f"decoder.{name}.weight" for name in layers]  # every weight came from the file
+    assert read == [f"decoder.{name}.weight" for name in layers]  # every fp32 weight came from the file
     checkpoint = load_file(f"{folder}/model.safetensors")
     name = "model.decoder.layers.0.fc1"
-    expected = Int8Linear.quantize(checkpoint[f"decoder.{name}.weight"])
     x = torch.randn(3, layers[name].in_features)
-    assert torch.equal(layers[name](x), expected(x))
-    assert gen.generate(["drums"], [0.3], [1], Sampling())[0].shape[0] > 0
+    assert torch.equal(layers[name](x), Int8Linear.quantize(checkpoint[f"decoder.{name}.weight"])(x))
+    assert len(list((tmp_path / "cache" / "int8").iterdir())) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("quantized again although the store holds the layers")
+
+    monkeypatch.setattr(Int8Linear, "quantize", refuse)
+    read.clear()
+    second = MusicGenGenerator(ModelSpec(folder, "cpu", "int8"))
+    assert not any(n.startswith("decoder.") for n in read)  # nothing read from the fp32 checkpoint
+    again = {name: m for name, m in second.model.decoder.named_modules() if isinstance(m, Int8Linear)}
+    assert torch.equal(again[name](x), layers[name](x))
+    clips = [g.generate(["drums"], [0.3], [1], Sampling())[0] for g in (first, second)]
+    assert clips[0].shape[0] > 0 and (clips[0] == clips[1]).all()
+
+
+@needs_int8
+def test_a_damaged_int8_store_is_quantized_again(tiny_models, monkeypatch, tmp_path):
+    from scoretool import cache, int8_store
+
+    monkeypatch.setattr(cache, "default_dir", lambda: tmp_path / "cache")
+    folder = str(tiny_models["musicgen"])
+    path = int8_store.store_path(folder, "decoder")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    gen = MusicGenGenerator(ModelSpec(folder, "cpu", "int8"))
+    assert gen.spec.precision == "int8" and int8_store.read_store(path) is not None  # rewritten whole

@@ -31,7 +31,7 @@ class BlipCaptioner:
         import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        from ..checkpoints import Checkpoint
+        from ..int8_store import in_place
 
         self._torch = torch
         self.model_id = models.resolve(spec.model)
@@ -43,9 +43,8 @@ class BlipCaptioner:
         def load():
             return models.load(spec.model, role, BlipForConditionalGeneration.from_pretrained).to(spec.device).eval()
 
-        checkpoint = Checkpoint.find(models.local_folder(spec.model))
-        read_weight = (lambda name: checkpoint.tensor(f"{name}.weight")) if checkpoint else (lambda name: None)
-        self.model, precision = lowp.load_in(load, spec.precision, spec.device, self._check, read_weight)
+        to_int8 = in_place(models.local_folder(spec.model))  # int8 weights only: no fp32 copy in memory
+        self.model, precision = lowp.load_in(load, spec.precision, spec.device, self._check, to_int8)
         memory.trim()  # what converting freed
         self.pixel_dtype = lowp.activation_dtype(lowp.PARTS[precision].vision)
         self.spec = dataclasses.replace(spec, precision=precision)

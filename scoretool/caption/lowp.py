@@ -43,7 +43,7 @@ PARTS = {
     "bf16": Parts(vision="bf16", decoder="bf16"),
     "int8": Parts(vision="int8", decoder="int8"),
 }
-ReadWeight = Callable[[str], object]  # a Linear layer's fp32 weight by its name in the model, or None
+ToInt8 = Callable[[object, str], None]  # (module, its name in the model): its Linear layers made int8 in place
 
 
 class PrecisionUnavailable(RuntimeError):
@@ -57,9 +57,9 @@ def activation_dtype(part: str):
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(part, torch.float32)
 
 
-def convert_part(module, part: str, device: str, read_weight: Callable[[str], object] = lambda name: None):
-    """`module` (on `device`, in fp32) converted to `part`; returns the module to use. `read_weight(name)`:
-    the fp32 weight of the Linear layer `name` (under `module`) from the checkpoint, or None."""
+def convert_part(module, part: str, device: str, to_int8: Callable[[object], None]):
+    """`module` (on `device`, in fp32) converted to `part`; returns the module to use. `to_int8(module)`
+    makes its Linear layers int8 in place."""
     import torch
 
     if part == "fp32":
@@ -73,27 +73,27 @@ def convert_part(module, part: str, device: str, read_weight: Callable[[str], ob
     if part == "int8":
         if device != "cpu":
             raise PrecisionUnavailable(f"int8 (dynamic quantization) runs on the CPU only, not on {device}")
-        from ..int8 import int8_unavailable_reason, quantize_linears
+        from ..int8 import int8_unavailable_reason
 
         missing = int8_unavailable_reason()
         if missing:
             raise PrecisionUnavailable(missing)
-        quantize_linears(module, read_weight)
+        to_int8(module)
         return module
     raise PrecisionUnavailable(f"unknown precision {part!r}")
 
 
-def convert(model, precision: str, device: str, read_weight: ReadWeight = lambda name: None):
+def convert(model, precision: str, device: str, to_int8: ToInt8):
     """A loaded `BlipForConditionalGeneration` (fp32, on `device`) converted in place to `precision`:
     each part as `PARTS` says, the vision encoder's attention fused (see `attention`), and where the
-    parts' activations differ, the encoder's output cast to the decoder's dtype. `read_weight(name)`:
-    a Linear layer's fp32 weight from the checkpoint by its name in the model (None: the layer's own)."""
+    parts' activations differ, the encoder's output cast to the decoder's dtype. `to_int8(module, name)`
+    makes a part's Linear layers int8 in place (`int8_store.in_place`)."""
     from .attention import fuse_vision_attention
 
     parts = PARTS[precision]
     for name in ("vision_model", "text_decoder"):
         part = getattr(parts, "vision" if name == "vision_model" else "decoder")
-        setattr(model, name, convert_part(getattr(model, name), part, device, lambda layer: read_weight(f"{name}.{layer}")))
+        setattr(model, name, convert_part(getattr(model, name), part, device, lambda module: to_int8(module, name)))
     if precision != "fp32":
         fuse_vision_attention(model.vision_model)
     to_decoder = activation_dtype(parts.decoder)
@@ -112,7 +112,7 @@ def load_in(
     precision: str,
     device: str,
     check: Callable[[object, str], None],
-    read_weight: ReadWeight = lambda name: None,
+    to_int8: ToInt8,
 ) -> tuple[object, str]:
     """`load()` the fp32 model and convert it to `precision`, falling back (int8 -> bf16 -> fp32) where
     conversion or `check(model, precision)` (a real captioning call) fails. Returns the model and the
@@ -120,7 +120,7 @@ def load_in(
     model = load()
     while precision != "fp32":
         try:
-            converted = convert(model, precision, device, read_weight)
+            converted = convert(model, precision, device, to_int8)
             check(converted, precision)
             return converted, precision
         except ScoreToolError:

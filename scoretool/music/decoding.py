@@ -6,7 +6,7 @@ the precision asked for, stepping down one notch at a time when something fails,
   (an error from its kernels, non-finite logits); each step down is a WARNING with the reason, and
   `precision` then names what runs. Both paths honour the precision: the fast loop decodes in it, and
   generate runs with the decoder's linear layers swapped for bf16/fp16 stand-ins (`linears`). In int8 the
-  decoder's linears are replaced for good by int8 ones read from the checkpoint (`int8.quantize_linears`),
+  decoder's linears are replaced for good by int8 ones (`int8_store.in_place`: stored, or read from the checkpoint),
   so its fp32 weights never take memory; stepping down from int8 reloads the model.
 - path: the fast loop -> generate when the loop doesn't model the model (INFO, or WARNING if the fast
   loop was asked for) or fails in fp32 (WARNING); both give the same tokens in fp32.
@@ -65,10 +65,11 @@ class Decoding:
     ask for it (a fallback is then a warning), False = always generate. `do_sample=False`: greedy."""
 
     def __init__(self, model, device: str, precision: str, *, use_fast=None, do_sample=True, fast_options=None,
-                 reload: Callable[[], object] | None = None, read_weight: Callable[[str], object] | None = None):
+                 reload: Callable[[], object] | None = None, to_int8: Callable[[object], None] | None = None):
         self.model, self.device, self.precision = model, device, precision
-        self.reload = reload  # a fresh fp32 model, for a step down from int8 (None: the model is not changed)
-        self.read_weight = read_weight or (lambda name: None)  # a decoder linear's fp32 weight from the checkpoint
+        # to_int8(decoder) makes its linears int8 in place; reload() gives a fresh fp32 model for a step
+        # down from there. Without them, the fast loop and generate quantize copies of the weights.
+        self.reload, self.to_int8 = reload, to_int8
         self._in_int8 = False  # the decoder's linears were replaced by int8 ones: a step down reloads
         self.do_sample = do_sample
         self.fast_options = fast_options or {}
@@ -108,19 +109,19 @@ class Decoding:
             self.fallback_reason = reason
 
     def _hold_in_int8(self) -> None:
-        """int8 with a `reload`: the decoder's linears become int8 for good, or the precision steps down."""
-        from ..int8 import int8_unavailable_reason, quantize_linears
+        """int8 with `to_int8`: the decoder's linears become int8 for good, or the precision steps down."""
+        from ..int8 import int8_unavailable_reason
 
         while self.precision == "int8":
             missing = int8_unavailable_reason()
             if missing:
                 reason = f"int8 can't run: {missing}"
-            elif self.reload is None:
-                return  # nothing to reload from: the fast loop and generate quantize copies of the weights
+            elif self.to_int8 is None or self.reload is None:
+                return
             else:
                 try:
                     self._in_int8 = True
-                    quantize_linears(self.model.decoder, self.read_weight)
+                    self.to_int8(self.model.decoder)
                     return
                 except Exception as exc:  # a missing op or API shows as any error class; the message says which
                     reason = f"int8 could not be set up ({type(exc).__name__}: {exc})"

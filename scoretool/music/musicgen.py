@@ -84,7 +84,7 @@ class MusicGenGenerator:
 
         from .decoding import Decoding
 
-        from ..checkpoints import Checkpoint
+        from ..int8_store import in_place
 
         role = "music model (--music-model)"
         self.model_id = models.resolve(spec.model)
@@ -102,11 +102,11 @@ class MusicGenGenerator:
         channels = getattr(model.config.decoder, "audio_channels", 1) or 1
         # The delay pattern delays each channel's codebooks 0..K-1 steps (stereo interleaves two channels).
         self.delay_codebooks = K // channels if K % channels == 0 else K
-        # int8 holds the decoder's linears in int8 only, their fp32 weights read from the checkpoint's file.
-        checkpoint = Checkpoint.find(models.local_folder(spec.model))
+        # int8 holds the decoder's linears in int8 only (their fp32 weights never loaded into memory).
+        to_int8 = in_place(models.local_folder(spec.model))
         self.decoding = Decoding(
             model, spec.device, spec.precision, use_fast=use_fast, do_sample=do_sample, fast_options=fast_options,
-            reload=load_model, read_weight=lambda name: checkpoint and checkpoint.tensor(f"decoder.{name}.weight"),
+            reload=load_model, to_int8=lambda decoder: to_int8(decoder, "decoder"),
         )  # fmt: skip
         self._model_name = spec.model
 
