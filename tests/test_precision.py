@@ -40,6 +40,7 @@ def machine(monkeypatch):
 def test_auto_on_a_cpu_follows_its_kernels(machine):
     machine("AVX2", AVX2)
     assert choose("auto", "cpu", "music").precision == "int8"
+    assert choose("auto", "cpu", "caption").precision == "int8"
     machine("AVX512", BF16, int8_missing="this torch has no fbgemm int8 kernels")
     got = choose("auto", "cpu", "music")
     assert got.precision == "bf16" and "avx512_bf16" in got.why
@@ -47,6 +48,9 @@ def test_auto_on_a_cpu_follows_its_kernels(machine):
     got = choose("auto", "cpu", "music")
     assert got.precision == "fp32" and "no native bf16" in got.why
     assert choose("auto", "cpu", "caption").precision == "fp32"
+    machine("AVX512", BF16, int8_missing="this torch has no fbgemm int8 kernels")
+    got = choose("auto", "cpu", "caption")  # bf16 BLIP is slower than fp32 on such a CPU
+    assert got.precision == "fp32" and "no fbgemm int8 kernels" in got.why
 
 
 def test_auto_elsewhere_and_explicit_choices():
