@@ -14,6 +14,9 @@ precision's, from the same run. With `--reps N` the precisions run interleaved N
 stage keeps its best time: the machine is shared, so ratios from one run are what to compare.
 
 `--quick`: the first 4 s of the input, one rep.
+The runs share one scoretool cache folder that starts empty (`--no-cache` leaves captions and clips
+out of it, not the int8 store): the first run in int8 quantizes the models and keeps their int8
+layers ("cold"), later ones load them ("warm"), as a user's first and later runs do.
 The parts that cannot run yet (a precision the CLI refuses, say) are recorded with their error.
 """
 
@@ -51,9 +54,9 @@ def scoretool_command(input_path: Path, output: Path, folders: dict[str, Path], 
     ]  # fmt: skip
 
 
-def run_once(command: list[str], log: Path) -> dict:
+def run_once(command: list[str], log: Path, cache_dir: Path) -> dict:
     """One scoretool run: its `--json` summary, wall time and peak RSS (MiB)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", SCORETOOL_CACHE_DIR=str(cache_dir))
     started = time.perf_counter()
     with open(log, "wb") as err, tempfile.TemporaryFile() as out:
         child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
@@ -87,6 +90,7 @@ def best(runs: list[dict]) -> dict:
         "timings": {s: min(r["timings"][s] for r in ok if s in r["timings"]) for s in sorted(stages)},
         "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
         "models": ok[-1]["models"],
+        "int8_store": sorted({r["int8_store"] for r in ok}),
         "reps": len(ok),
     }
 
@@ -119,7 +123,7 @@ def cut_clip(source: Path, seconds: float, folder: Path) -> Path:
 def table(data: dict) -> str:
     results, rel = data["results"], data["ratios"]
     stages = sorted({s for e in results.values() for s in e.get("timings", {})}, key=lambda s: (s == WHOLE, s))
-    head = f"{'precision':<10} {'ran (caption / music)':<24} " + " ".join(f"{s[:18]:>18}" for s in stages) + f" {'peak RSS':>9}"
+    head = f"{'precision':<10} {'ran (caption / music)':<32} " + " ".join(f"{s[:18]:>18}" for s in stages) + f" {'peak RSS':>9}"
     lines = [head, "-" * len(head)]
     for precision, entry in results.items():
         if "timings" not in entry:
@@ -127,11 +131,13 @@ def table(data: dict) -> str:
             continue
         models = entry["models"]
         ran = f"{models.get('caption', {}).get('precision', '?')} / {models.get('music', {}).get('precision', '?')}"
+        if "int8" in ran:
+            ran += f" ({'/'.join(entry['int8_store'])})"
         cells = []
         for s in stages:
             t, ratio = entry["timings"].get(s), rel.get(precision, {}).get(s)
             cells.append(("-" if t is None else f"{t:.1f}s") + (f" ({ratio:.2f}x)" if ratio else ""))
-        lines.append(f"{precision:<10} {ran:<24} " + " ".join(f"{c:>18}" for c in cells) + f" {entry['peak_rss_mib']:>5} MiB")
+        lines.append(f"{precision:<10} {ran:<32} " + " ".join(f"{c:>18}" for c in cells) + f" {entry['peak_rss_mib']:>5} MiB")
     return "\n".join(lines)
 
 
@@ -170,7 +176,9 @@ def _run(args, precisions, folders, work: Path) -> int:
         for precision in precisions:
             print(f"[rep {rep + 1}/{reps}] --precision {precision} ...", flush=True)
             command = scoretool_command(clip, work / f"out-{precision}.mp4", folders, precision)
-            entry = run_once(command, work / f"{precision}-{rep}.log")
+            # The int8 store starts empty: the first int8 run quantizes (cold), later ones load it (warm).
+            warm = any((work / "cache" / "int8").glob("*.safetensors"))
+            entry = {**run_once(command, work / f"{precision}-{rep}.log", work / "cache"), "int8_store": "warm" if warm else "cold"}
             print(f"  {entry.get('error') or entry['timings']}  peak {entry['peak_rss_mib']} MiB", flush=True)
             data["runs"][precision].append(entry)
             data["results"] = {p: best(r) for p, r in data["runs"].items() if r}
