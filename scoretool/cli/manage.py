@@ -67,7 +67,8 @@ def presets_show(found, name):
 
 @main.group(cls=Group)
 def cache():
-    """The cache of captions, prompts and generated clips that makes re-renders fast."""
+    """The cache of captions, prompts and generated clips that makes re-renders fast, and (in the
+    default folder, or $SCORETOOL_CACHE_DIR) the int8 weights that make the next load fast."""
 
 
 cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False), help="The cache folder (default: the user cache folder).")
@@ -88,7 +89,7 @@ def cache_info(cache_dir):
 @cache.command("clear")
 @cache_dir_option
 def cache_clear(cache_dir):
-    """Delete every cached caption, prompt and clip."""
+    """Delete every cached caption, prompt and clip (and int8 weights, in the default folder)."""
     from ..cache import Cache
 
     freed = Cache(cache_dir).clear()
