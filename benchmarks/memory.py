@@ -5,8 +5,10 @@
 
 Each input is made with ffmpeg: a tiny still picture (64x36, 1 fps, H.264) and mono sound (a sine
 over noise, AAC), so decoding and scene detection cost little and the audio stages dominate. The
-picture never changes, so the scenes are the `--max-scene` splits (60 s: a 1-minute video is one
-scene, a 60-minute one 60). Each `score` runs in its own subprocess (tiny random models from
+picture never changes, so the scenes are the `--max-scene` splits, `--scene` seconds (7.5 by
+default: a 1-minute video is 8 scenes, one MusicGen call of 8 as every call of a longer video is,
+so the runs differ in length only; with 60 s scenes the 1-minute video is one scene generated
+alone, while longer ones decode 8 at once, which costs more memory but no more with length). Each `score` runs in its own subprocess (tiny random models from
 scoretool.testing, offline bridge, no cache, the default ducking under the original sound); its
 peak RSS is the child's `ru_maxrss` from wait4. Prints a table, the ratio of the longest to the
 shortest and a linear projection to 2 hours; `--json` writes the same.
@@ -28,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 
 from scoretool.media.ffmpeg import ffmpeg_exe  # noqa: E402
 
-SCENE_SECONDS = 60
 
 
 def make_input(path: Path, minutes: float) -> Path:
@@ -50,12 +51,15 @@ def make_input(path: Path, minutes: float) -> Path:
     return path
 
 
-def run_one(video: Path, out: Path, tiny: Path, code: Path) -> dict:
-    """One `score` in a subprocess: its peak RSS (wait4's ru_maxrss) and wall time."""
+def run_one(video: Path, out: Path, tiny: Path, code: Path, scene: float) -> dict:
+    """One `score` in a subprocess: its peak RSS (wait4's ru_maxrss) and wall time.
+
+    A child started by vfork/exec starts its ru_maxrss at its parent's high-water mark, so this
+    process stays small (12 MB: no torch here; the tiny models are built by a subprocess)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(code))
     args = [sys.executable, "-m", "scoretool", "score", str(video), "-o", str(out),
             "--caption-model", str(tiny / "blip"), "--music-model", str(tiny / "musicgen"),
-            "--bridge", "offline", "--no-cache", "--max-scene", str(SCENE_SECONDS), "-q", "--json"]  # fmt: skip
+            "--bridge", "offline", "--no-cache", "--max-scene", f"{scene:g}", "-q", "--json"]  # fmt: skip
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         # cwd is the tree run: `python -m` puts the working folder first on sys.path.
@@ -77,6 +81,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     parser.add_argument("--code", type=Path, default=ROOT, help="the scoretool tree to run (default: this one)")
     parser.add_argument("--work", type=Path, help="where inputs and tiny models are kept (default: a temp folder)")
+    parser.add_argument("--scene", type=float, default=7.5, help="seconds per scene (--max-scene)")
     parser.add_argument("--json", type=Path, help="write the results here")
     options = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -84,20 +89,18 @@ def main() -> None:
         work = options.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         tiny = work / "tiny"
-        if not (tiny / "musicgen").is_dir():
-            from scoretool.testing import make_tiny
-
-            make_tiny(tiny)
+        if not (tiny / "musicgen").is_dir():  # in a subprocess: see run_one
+            subprocess.run([sys.executable, "-m", "scoretool.testing", "make-tiny", str(tiny)], check=True, cwd=ROOT)
         rows = []
         for minutes in options.minutes:
             video = make_input(work / f"long_{minutes:g}min.mp4", minutes)
             out = Path(tmp) / f"scored_{minutes:g}min.mp4"
-            row = {"minutes": minutes, **run_one(video, out, tiny, options.code.resolve())}
+            row = {"minutes": minutes, **run_one(video, out, tiny, options.code.resolve(), options.scene)}
             out.unlink(missing_ok=True)
             rows.append(row)
             print(f"{minutes:6g} min  {row['scenes']:4d} scenes  peak RSS {row['peak_rss_mb']:8.1f} MB  {row['wall_s']:7.1f} s",
                   flush=True)
-    report = {"code": str(options.code.resolve()), "rows": rows}
+    report = {"code": str(options.code.resolve()), "scene_seconds": options.scene, "rows": rows}
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         slope = (last["peak_rss_mb"] - first["peak_rss_mb"]) / (last["minutes"] - first["minutes"])

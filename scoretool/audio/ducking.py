@@ -37,8 +37,9 @@ def activity(original: Track, rate: int, window: float = 0.05, threshold_db: flo
     from scipy.ndimage import uniform_filter1d
 
     step = max(1, rate // FRAME_RATE)
-    power = uniform_filter1d(_frame_power(original, step), size=max(1, round(window * rate / step)))
-    level = 10 * np.log10(power + 1e-12)
+    level = uniform_filter1d(_frame_power(original, step), size=max(1, round(window * rate / step)))
+    np.log10(np.add(level, np.float32(1e-12), out=level), out=level)  # in place: no hour-long temporaries
+    np.multiply(level, np.float32(10), out=level)
     loud = np.percentile(level, 95)
     return level > max(threshold_db, loud - 30.0)
 
@@ -74,10 +75,17 @@ def duck_curve(
         dip = np.where(talking, np.float32(depth_db), np.where(active, np.float32(other_db), np.float32(0)))
     # Bridge short pauses (between words) and look ahead by the attack time.
     dip = maximum_filter1d(dip, size=max(1, round(hold * frame_rate)), origin=0)
-    smoothed = _follow(-dip, frame_rate, attack, release)
-    lead = round(attack * frame_rate)
-    smoothed = np.concatenate([smoothed[lead:], np.full(min(lead, len(smoothed)), smoothed[-1] if len(smoothed) else 0.0)])
-    return (10 ** (smoothed / 20)).astype(np.float32)
+    np.negative(dip, out=dip)
+    smoothed = _follow(dip, frame_rate, attack, release)
+    del dip
+    lead = min(round(attack * frame_rate), len(smoothed))
+    gain = np.empty_like(smoothed)
+    gain[: len(gain) - lead] = smoothed[lead:]
+    gain[len(gain) - lead :] = smoothed[-1] if len(smoothed) else 0.0
+    del smoothed
+    # In place, in float32: an hour's curve is 14 MB an array, and it is the only one left.
+    np.multiply(gain, np.float32(1 / 20), out=gain)
+    return np.power(np.float32(10), gain, out=gain)
 
 
 def duck_gain(original: np.ndarray, rate: int, **options) -> np.ndarray:
@@ -86,20 +94,24 @@ def duck_gain(original: np.ndarray, rate: int, **options) -> np.ndarray:
 
 
 def _follow(target_db: np.ndarray, frame_rate: float, attack: float, release: float) -> np.ndarray:
-    """An attack/release follower, down fast and up slowly, run in dB so it sounds even.
+    """An attack/release follower, down fast and up slowly, run in dB so it sounds even (float32).
 
     The target is piecewise constant, and within one stretch the follower approaches it from one
-    side, so each stretch is one closed-form exponential (exactly the one-pole loop, without it)."""
+    side, so each stretch is one closed-form exponential (exactly the one-pole loop, without it),
+    worked out a piece at a time so that a long stretch needs no long temporary."""
     a_down = np.exp(-1 / (attack * frame_rate))
     a_up = np.exp(-1 / (release * frame_rate))
-    out = np.empty(len(target_db), dtype=np.float64)
+    out = np.empty(len(target_db), dtype=np.float32)
     changes = np.flatnonzero(np.diff(target_db)) + 1
     current = 0.0
+    piece = 1 << 16
     for first, end in zip(np.concatenate([[0], changes]), np.concatenate([changes, [len(target_db)]])):
         t = float(target_db[first])
         a = a_down if t < current else a_up
-        out[first:end] = t + (current - t) * a ** np.arange(1, end - first + 1)
-        current = out[end - 1] if end > first else current
+        for at in range(first, end, piece):
+            n = min(piece, end - at)
+            out[at : at + n] = t + (current - t) * a ** np.arange(1, n + 1)
+            current = t + (current - t) * a**n
     return out
 
 

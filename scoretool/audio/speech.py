@@ -27,6 +27,7 @@ WINDOW = 512  # samples per model call at VAD_RATE: 32 ms
 ROW_WINDOWS = (125, 960)  # the shortest and longest row, in windows of its own (4 s, 30.7 s)
 WARMUP_WINDOWS = 32  # windows heard before a row's own, for its state to settle (about 1 s)
 ROWS_PER_BATCH = 32  # rows run at once (16 minutes of sound in 30 s rows)
+READ_WINDOWS = 64  # windows of each row read from the track at a time (2 s)
 
 _lock = threading.Lock()  # the model object carries its state between calls
 
@@ -82,7 +83,8 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 def _probabilities(model, low: Track) -> np.ndarray:
     """Speech probability per window of `low` (16 kHz, its channels averaged), from rows of the
-    track run as batches; each batch's rows are read from the track as one stretch."""
+    track run as batches. Each row is read from the track a stretch of windows at a time, so a
+    batch holds a few MB however long its rows are."""
     import torch
 
     windows = -(-low.frames // WINDOW)
@@ -91,18 +93,17 @@ def _probabilities(model, low: Track) -> np.ndarray:
     out = np.empty((rows, own), dtype=np.float32)
     with torch.inference_mode():
         for first in range(0, rows, ROWS_PER_BATCH):
-            count = min(ROWS_PER_BATCH, rows - first)
-            # Silence before the first row's warm-up (what one pass from the start would hear) and after the end.
-            stretch = read_padded(low, (first * own - WARMUP_WINDOWS) * WINDOW, (count * own + WARMUP_WINDOWS) * WINDOW)
-            mono = np.ascontiguousarray(stretch.mean(axis=1), dtype=np.float32)
-            # Row r hears windows r*own - WARMUP_WINDOWS ... (r+1)*own: overlapping views, no copy.
-            views = np.lib.stride_tricks.as_strided(
-                mono, shape=(count, (WARMUP_WINDOWS + own) * WINDOW), strides=(own * WINDOW * 4, 4), writeable=False
-            )
-            batch = torch.from_numpy(np.ascontiguousarray(views))
+            # Row r hears windows r*own - WARMUP_WINDOWS ... (r+1)*own; silence before the track
+            # (what one pass from the start would hear) and after its end.
+            starts = [(r * own - WARMUP_WINDOWS) * WINDOW for r in range(first, min(first + ROWS_PER_BATCH, rows))]
             model.reset_states()
             for w in range(WARMUP_WINDOWS + own):
-                p = model(batch[:, w * WINDOW : (w + 1) * WINDOW], VAD_RATE)
+                if w % READ_WINDOWS == 0:
+                    n = min(READ_WINDOWS, WARMUP_WINDOWS + own - w) * WINDOW
+                    stretch = np.stack([read_padded(low, s + w * WINDOW, n).mean(axis=1) for s in starts]).astype(np.float32)
+                    stretch = torch.from_numpy(stretch)
+                k = w % READ_WINDOWS
+                p = model(stretch[:, k * WINDOW : (k + 1) * WINDOW], VAD_RATE)
                 if w >= WARMUP_WINDOWS:
-                    out[first : first + count, w - WARMUP_WINDOWS] = p[:, 0].numpy()
+                    out[first : first + len(starts), w - WARMUP_WINDOWS] = p[:, 0].numpy()
     return out.reshape(-1)[:windows]

@@ -58,8 +58,10 @@ Relimit = Callable[[float], str]  # dB over the limit -> path of a WAV limited l
 # Still-image videos: a few frames a second is plenty for a picture that never moves, and
 # stays well inside what players and editors accept (some stumble below ~1 fps).
 STILL_FPS = 5
-# H.264 level 6.2 stops at 8192 x 4320: shrink bigger photos to fit this box.
-_STILL_MAX_SIDE = 4096
+# A photo's video is 1080p at most (the shorter side at most 1080, the longer at most 1920): more
+# shows nothing more on most screens, and x264 needs several hundred MB more for a 4K picture.
+_STILL_SHORTER_SIDE = 1080
+_STILL_LONGER_SIDE = 1920
 
 # The process umask, for giving written files ordinary permissions (read once: os.umask can
 # only be read by setting it).
@@ -155,7 +157,7 @@ def still_video(image_path: str, audio_wav: str, output_path: str, duration: flo
     """A video of the still image lasting exactly `duration` seconds, with `audio_wav` as its sound.
 
     H.264 (or VP9 for .webm) in yuv420p, so the picture is cropped to even dimensions (by at most
-    one pixel) and shrunk if it is beyond what H.264 allows.
+    one pixel); a picture over 1080p is shrunk to it.
     """
     from scoretool.media.frames import load_image
 
@@ -164,8 +166,7 @@ def still_video(image_path: str, audio_wav: str, output_path: str, duration: flo
     muxer = _MUXERS.get(os.path.splitext(output_path)[1].lower())
     if muxer is None:
         raise OutputError(f"Cannot write {output_path}: a video must end in {', '.join(_MUXERS)}.")
-    picture = (f"scale=w='min(iw,{_STILL_MAX_SIDE})':h='min(ih,{_STILL_MAX_SIDE})'"
-               f":force_original_aspect_ratio=decrease,crop=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p")
+    picture = "crop=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p"  # the picture comes already shrunk
     if muxer == "webm":
         video_args = ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32", "-deadline", "good", "-cpu-used", "8"]
     else:
@@ -173,9 +174,10 @@ def still_video(image_path: str, audio_wav: str, output_path: str, duration: flo
 
     fps = still_frame_rate(duration)
     with tempfile.TemporaryDirectory(prefix="scoretool-still-") as work:
-        # Pillow reads more kinds of image than ffmpeg and applies the EXIF rotation.
+        # Pillow reads more kinds of image than ffmpeg and applies the EXIF rotation; it decodes a
+        # big photo at about the size the video gets.
         png = os.path.join(work, "still.png")
-        load_image(image_path).save(png, compress_level=1)
+        load_image(image_path, _STILL_SHORTER_SIDE, _STILL_LONGER_SIDE).save(png, compress_level=1)
 
         def write(tmp: str, audio_wav: str) -> None:
             run_ffmpeg([

@@ -52,11 +52,16 @@ def _check_file(path: str) -> None:
 def _probe_image(path: str) -> MediaInfo:
     from PIL import Image, UnidentifiedImageError
 
+    from scoretool.media.frames import open_image
+
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             width, height = img.size
             fmt = (img.format or "image").lower()
-            img.load()  # decode now: a truncated picture fails here, not in a later stage
+            # Decode now, so a truncated picture fails here, not in a later stage; a JPEG at an 8th
+            # of its size (every byte is still read), so a big photo costs little memory here.
+            img.draft(None, (max(1, width // 8), max(1, height // 8)))
+            img.load()
             # EXIF orientations 5-8 are rotated by 90 degrees: report the size as displayed.
             if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 width, height = height, width
