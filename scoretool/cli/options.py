@@ -47,7 +47,7 @@ def analysis_options(f):
                      help="Split scenes longer than this many seconds. Music past MusicGen's 30 s window is "
                           "generated in windows, each hearing the last 10 s of the one before."),
         click.option("--detector", type=click.Choice(list(DETECTORS)), default=DEFAULTS.detector, show_default=True,
-                     help="PySceneDetect detector."),
+                     help="Scene detector: combined (cuts, dissolves, fades) or one of PySceneDetect's."),
         click.option("--threshold", type=float, help="Detector threshold (default: the detector's own)."),
         click.option("--frames", "frames_per_scene", type=click.IntRange(*RANGES["frames_per_scene"]), default=DEFAULTS.frames_per_scene,
                      show_default=True, help="Frames captioned per scene."),
