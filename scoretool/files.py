@@ -57,8 +57,8 @@ def write_atomic(output_path: str, writer: Callable[[str], None], *, fsync: bool
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-{_writer()}-", suffix=ext, dir=folder)
     except OSError as e:
         raise OutputError(f"Cannot write {output_path}: {e.strerror or e}.") from None
-    os.close(fd)
     try:
+        os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the output should look normal
         writer(tmp)
         if os.path.getsize(tmp) == 0:

@@ -23,7 +23,9 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -37,6 +39,8 @@ class Terminated(BaseException):
 
 
 _received: list[int] = []  # the signals that arrived while the work was running
+_held: list[int] = []  # ...and one whose exception waits for the end of a `deferred()` block
+_deferring = 0  # how deep the main thread is in `deferred()` blocks
 
 
 def install() -> None:
@@ -48,6 +52,23 @@ def install() -> None:
 def requested() -> bool:
     """Whether an interrupt is on its way out: a cleanup step may then skip a long wait."""
     return bool(_received)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A step a signal must not cut in two (a child process started, but not yet held by anyone
+    who would stop it): in the main thread, a signal's exception waits for the end of the block."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are raised in the main thread only
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring and _held:
+        raise _exception(_held.pop())
 
 
 def handled(work: Callable[[], T]) -> T:
@@ -99,6 +120,11 @@ def _exit_now(signum, frame) -> None:
 def _raise(signum, frame) -> None:
     _received.append(signum)
     install()  # a second signal, during the cleanup, ends the process at once
-    if signum == signal.SIGTERM:
-        raise Terminated()
-    raise KeyboardInterrupt()
+    if _deferring:
+        _held.append(signum)
+        return
+    raise _exception(signum)
+
+
+def _exception(signum: int) -> BaseException:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()

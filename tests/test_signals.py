@@ -26,10 +26,7 @@ import pytest
 from .conftest import SHARED_MEDIA, needs_shared_media
 from .helpers import file_md5
 
-pytestmark = [
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches the ffmpeg children through /proc"),
-    needs_shared_media,
-]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches the processes through /proc")
 
 CLIP = SHARED_MEDIA / "clip_01_tears_of_steel.mp4"  # 10 s, 3 scenes
 LINES = {signal.SIGINT: "Interrupted (Ctrl-C).", signal.SIGTERM: "Terminated (SIGTERM)."}
@@ -177,6 +174,7 @@ def _fresh(tmp_path: Path) -> Path:
     return out
 
 
+@needs_shared_media
 @pytest.mark.parametrize("signum", SIGNALS)
 @pytest.mark.parametrize("command", ["score", "plan"])
 def test_signal_during_the_analysis_decode(rendered, tmp_path, command, signum):
@@ -189,6 +187,7 @@ def test_signal_during_the_analysis_decode(rendered, tmp_path, command, signum):
     assert file_md5(CLIP) == before
 
 
+@needs_shared_media
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_signal_during_captions(rendered, tmp_path, signum):
     output = _fresh(tmp_path) / "out.mp4"
@@ -198,6 +197,7 @@ def test_signal_during_captions(rendered, tmp_path, signum):
     assert_stopped_clean(run, signum, output)
 
 
+@needs_shared_media
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_signal_during_music(rendered, tmp_path, signum):
     output = _fresh(tmp_path) / "out.mkv"
@@ -207,6 +207,7 @@ def test_signal_during_music(rendered, tmp_path, signum):
     assert_stopped_clean(run, signum, output)
 
 
+@needs_shared_media
 @pytest.mark.parametrize("signum", SIGNALS)
 def test_signal_during_the_mux(rendered, tmp_path, signum):
     output = _fresh(tmp_path) / "out.mkv"
@@ -216,6 +217,7 @@ def test_signal_during_the_mux(rendered, tmp_path, signum):
     assert_stopped_clean(run, signum, output)
 
 
+@needs_shared_media
 @pytest.mark.parametrize("signum", SIGNALS)
 @pytest.mark.parametrize("delay", [0.0, 0.2])
 def test_signal_while_starting(tiny_models, tmp_path, signum, delay):
@@ -231,6 +233,7 @@ def test_signal_while_starting(tiny_models, tmp_path, signum, delay):
     assert_stopped_clean(run, signum, output)
 
 
+@needs_shared_media
 def test_a_killed_runs_leftovers_are_removed_by_the_next_run(rendered, tmp_path):
     folder = _fresh(tmp_path)
     output = folder / "out.mkv"
@@ -250,6 +253,7 @@ def test_a_killed_runs_leftovers_are_removed_by_the_next_run(rendered, tmp_path)
     assert leftovers(folder) == ["out.mkv"]
 
 
+@needs_shared_media
 def test_a_killed_decodes_frames_folder_is_removed_by_the_next_run(rendered, tmp_path):
     output = _fresh(tmp_path) / "out.plan.json"
     args = ["plan", CLIP, "-o", output, *rendered["models"], "--cache-dir", rendered["cache"]]
@@ -265,3 +269,86 @@ def test_a_killed_decodes_frames_folder_is_removed_by_the_next_run(rendered, tmp
     code, stderr = Run(tmp_path, args).finish(timeout=300)
     assert code == 0, stderr
     assert leftovers(run.tmpdir) == []
+
+
+def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+
+
+@pytest.mark.parametrize("ending", ["swallowed", "another error in the cleanup"])
+def test_an_interrupt_is_never_lost(tmp_path, ending):
+    """A KeyboardInterrupt some code swallows, or one a cleanup's own error replaces, still ends the
+    command with 130; a temp folder only the garbage collector would remove is removed first."""
+    handler = "pass" if ending == "swallowed" else "raise RuntimeError('ffmpeg was killed')"
+    code = f"""
+import os, signal, tempfile, time
+from scoretool import interrupts
+
+def work():
+    folder = tempfile.TemporaryDirectory(prefix="held-")  # closed by no `with`: collected on the way out
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        {handler}
+    print("went on", flush=True)
+
+interrupts.handled(work)
+print("not reached")
+"""
+    proc = _python(code, tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "Interrupted (Ctrl-C).\n"
+    assert "not reached" not in proc.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("held-")]
+
+
+def test_the_sweep_removes_only_what_dead_writers_left(tmp_path):
+    """Names carry pid, start time and host: a live writer's file (this process's, or a sleeping
+    child's) stays; one whose writer has exited goes; one from another host stays until stale."""
+    from scoretool import files
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    try:
+        def name(pid: int, start: int | None, host: str = files._HOST, rand: str = "abcd1234") -> str:
+            return f".out.tmp-w{pid}-{start or 0}-{host}-{rand}.mp4"
+
+        live = [name(os.getpid(), files._process_start(os.getpid())),
+                name(sleeper.pid, files._process_start(sleeper.pid))]
+        dead = [name(finished.pid, 12345), name(sleeper.pid, 1, rand="reusedpi")]  # gone; a reused pid
+        foreign, stale = name(1, 1, host="0" * 8), name(1, 1, host="0" * 8, rand="stale000")
+        other = ".out.tmp-somebody-elses.mp4"
+        for n in [*live, *dead, foreign, stale, other]:
+            (tmp_path / n).write_bytes(b"x")
+        os.utime(tmp_path / stale, (0, 0))
+        (tmp_path / f"scoretool-frames-w{finished.pid}-7-{files._HOST}-abcd1234").mkdir()
+
+        removed = files.sweep(str(tmp_path))
+        assert sorted(os.path.basename(p) for p in removed) == sorted(
+            [*dead, stale, f"scoretool-frames-w{finished.pid}-7-{files._HOST}-abcd1234"])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*live, foreign, other])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_signal_waits_for_the_end_of_a_deferred_step(tmp_path):
+    """Starting a child is one step: a signal during it is raised once the child is held."""
+    code = """
+import os, signal, time
+from scoretool import interrupts
+
+def work():
+    with interrupts.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        print("step finished", flush=True)
+    print("not reached", flush=True)
+
+interrupts.handled(work)
+"""
+    proc = _python(code, tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (143, "step finished\n", "Terminated (SIGTERM).\n")

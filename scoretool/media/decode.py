@@ -73,6 +73,7 @@ class AnalysisPass:
         self.on_frame = on_frame
         self._folder: str | None = None
         self._proc: subprocess.Popen | None = None
+        self._stderr_thread: threading.Thread | None = None
         self._stderr: list[bytes] = []
         self._grid_count: int | None = None  # known once ffmpeg has finished
         self.video = None  # the PySceneDetect VideoStream, once started
@@ -85,26 +86,25 @@ class AnalysisPass:
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> AnalysisPass:
         self._folder = make_temp_folder("frames")
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
-            "-i", self.path, "-filter_complex", self._graph(),
-            "-map", "[detect]", "-f", "yuv4mpegpipe", "pipe:1",
-            # -r at the grid's own rate (its timestamps are made regular in the graph): one file per kept
-            # frame, with no ffmpeg-version-specific sync option.
-            "-map", "[grid]", "-r", str(self._grid_rate), "-q:v", "2", "-start_number", "0", str(Path(self._folder) / "%07d.jpg"),
-        ]  # fmt: skip
-        try:
-            self._proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
-        except OSError as e:
-            self.close()
-            raise InputError(f"Could not run ffmpeg ({cmd[0]}) to read {self.path}: {e.strerror or e}.") from None
-        # Drain stderr as it comes: a chatty decoder must not fill the pipe and stall ffmpeg.
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._stderr_thread.start()
-        try:
+        try:  # __exit__ is not called when __enter__ raises (a Ctrl-C at any point of it included)
+            cmd = [
+                ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+                "-i", self.path, "-filter_complex", self._graph(),
+                "-map", "[detect]", "-f", "yuv4mpegpipe", "pipe:1",
+                # -r at the grid's own rate (its timestamps are made regular in the graph): one file per kept
+                # frame, with no ffmpeg-version-specific sync option.
+                "-map", "[grid]", "-r", str(self._grid_rate), "-q:v", "2", "-start_number", "0", str(Path(self._folder) / "%07d.jpg"),
+            ]  # fmt: skip
+            try:
+                self._proc = start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
+            except OSError as e:
+                raise InputError(f"Could not run ffmpeg ({cmd[0]}) to read {self.path}: {e.strerror or e}.") from None
+            # Drain stderr as it comes: a chatty decoder must not fill the pipe and stall ffmpeg.
+            self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+            self._stderr_thread.start()
             self.video = _PipeStream(self)  # reads the stream header: an undecodable file fails here
         except BaseException:
-            self.close()  # __exit__ is not called when __enter__ raises
+            self.close()
             raise
         return self
 
@@ -117,7 +117,8 @@ class AnalysisPass:
                 self._proc.kill()
             self._proc.wait()
             self._proc.stdout.close()
-            self._stderr_thread.join(timeout=5)
+            if self._stderr_thread is not None:
+                self._stderr_thread.join(timeout=5)
             self._proc.stderr.close()
             self._proc = None
         if self._folder:

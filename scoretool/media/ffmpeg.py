@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 
+from scoretool import interrupts
 from scoretool.errors import OutputError, ScoreToolError
 
 
@@ -33,7 +34,16 @@ def start(cmd: list[str], **popen_args) -> subprocess.Popen:
     process decides what an interrupt means. So only this process gets it, and whoever starts a
     child kills and waits on it on every way out (`run_ffmpeg`, `AnalysisPass.close`).
     """
-    return subprocess.Popen(cmd, process_group=0, **popen_args)
+    proc = None
+    try:
+        with interrupts.deferred():  # a signal inside Popen would leave a child that nobody holds
+            proc = subprocess.Popen(cmd, process_group=0, **popen_args)
+    except BaseException:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        raise
+    return proc
 
 
 def run_ffmpeg(args: list[str]) -> None:
@@ -47,14 +57,15 @@ def run_ffmpeg(args: list[str]) -> None:
                      text=True, errors="replace")
     except OSError as e:
         raise ScoreToolError(f"Could not run ffmpeg ({cmd[0]}): {e.strerror or e}.") from None
-    with proc:
-        try:
-            stderr = proc.stderr.read()  # the only pipe: read to its end, then reap
-            proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+    try:
+        stderr = proc.stderr.read()  # the only pipe: read to its end, then reap
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stderr.close()
     if proc.returncode != 0:
         raise OutputError(f"ffmpeg failed: {last_error(stderr, proc.returncode)}")
 
