@@ -85,7 +85,8 @@ def generate_clips(plan: Plan, generator: MusicGenerator | None, reporter: Repor
     sampling = plan.settings.sampling()
     continued = plan.settings.transition == "continue"
     calls = [todo] if continued else [todo[k : k + SCENES_PER_CALL] for k in range(0, len(todo), SCENES_PER_CALL)]
-    steps = sum(generator.steps([durations[i] for i in call]) for call in calls) if todo else None
+    per_call = [generator.steps([durations[i] for i in call]) for call in calls if call]
+    steps = sum(per_call) if per_call and None not in per_call else None  # None: unknown (batch's shared model)
     with reporter.stage("music", total=steps) as advance:
         if todo and continued:
             _continue_clips(plan, generator, clips, spans, advance)
