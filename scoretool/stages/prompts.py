@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from .. import interrupts
 from ..bridge import Answer, Bridge, load_bridge, resolve_bridge
 from ..cache import Cache, key
 from ..plans import Plan, Scene, Settings
@@ -171,8 +172,8 @@ def _each(items: list[T], work: Callable[[T], R], workers: int) -> Iterator[tupl
         futures = {pool.submit(work, item): item for item in items[1:]}
         for future in as_completed(futures):
             yield futures[future], future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:  # on Ctrl-C/SIGTERM, calls in flight are not waited for: the process is on its way out
+        pool.shutdown(wait=not interrupts.requested(), cancel_futures=True)
 
 
 def _record_fallback(scene: Scene, step: str, answer: Answer, reporter: Reporter) -> None:
