@@ -104,3 +104,23 @@ def test_normalize_in_files_equals_in_memory(small_blocks, tmp_path):
     assert pyloudnorm.Meter(RATE).integrated_loudness(in_memory.array.astype(np.float64)) == pytest.approx(-14.0, abs=0.5)
     assert 20 * np.log10(true_peak(on_disk)) <= -2.0 + 0.01
     assert np.array_equal(whole(src), audio)  # the source is left as it was
+
+
+def test_clip_store_keeps_clips_on_disk_and_removes_its_folder():
+    import gc
+    import os
+
+    from scoretool.audio.clips import ClipStore
+
+    store = ClipStore(3)
+    clip = music_like(0.5, channels=1)
+    store[1] = clip
+    assert [store.made(i) for i in range(3)] == [False, True, False]
+    assert np.array_equal(store[1], clip) and store[1] is not store[1]  # read back each time, not held
+    with pytest.raises(LookupError):
+        store[0]
+    folder = store._folder
+    assert os.listdir(folder) == ["00001.npy"]
+    del store
+    gc.collect()
+    assert not os.path.exists(folder)

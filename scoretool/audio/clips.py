@@ -4,20 +4,25 @@ when asked for, so a long video's music is never all in memory at once."""
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
+
+from ..files import make_temp_folder
 
 
 class ClipStore(Sequence):
     """A sequence of float32 clips (samples x channels), one .npy file each; `store[i]` reads it.
 
-    The folder goes when the store is closed or garbage-collected (or the interpreter exits)."""
+    The folder goes when the store is closed or garbage-collected (or the interpreter exits); one
+    a killed run left is swept by a later run (`files.make_temp_folder`)."""
 
     def __init__(self, count: int):
-        self._folder = tempfile.TemporaryDirectory(prefix="scoretool-clips-")
+        self._folder = make_temp_folder("clips")
         self._made = [False] * count
+        self._remove = weakref.finalize(self, shutil.rmtree, self._folder, True)
 
     def __len__(self) -> int:
         return len(self._made)
@@ -37,7 +42,7 @@ class ClipStore(Sequence):
         return self._made[index]
 
     def _path(self, index: int) -> str:
-        return os.path.join(self._folder.name, f"{index % len(self):05d}.npy")
+        return os.path.join(self._folder, f"{index % len(self):05d}.npy")
 
     def close(self) -> None:
-        self._folder.cleanup()
+        self._remove()

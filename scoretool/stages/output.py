@@ -5,13 +5,13 @@ works on tracks in files, a block at a time (`audio.tracks`)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
 from ..audio.assemble import assemble_track, plan_transitions
 from ..audio.loudness import normalize, true_peak_db
 from ..audio.original import OUTPUT_RATE, combine_track, read_original_track
 from ..audio.tracks import Track, TrackFactory, in_folder, in_memory, whole, write_wav
+from ..files import temp_folder
 from ..media import mux
 from ..media.info import MediaInfo
 from ..plans import Plan
@@ -40,7 +40,7 @@ def write_output(the_plan: Plan, clips: Sequence, rate: int, output: str, report
 
     Every track of the mix is a file in a temporary folder, worked on a block at a time, so the
     memory this takes does not grow with the video's length."""
-    with tempfile.TemporaryDirectory(prefix="scoretool-mix-") as work:
+    with temp_folder("mix") as work:
         tracks = in_folder(work)
         with reporter.stage("mix"):
             music, _transitions = mix_music_track(the_plan, clips, rate, tracks)
