@@ -35,18 +35,32 @@ def store_path(folder: str, part: str) -> Path:
     return cache.default_dir() / "int8" / f"{name[:32]}.safetensors"
 
 
-def read_store(path: Path) -> dict[str, dict[str, torch.Tensor]] | None:
+class StoredLayers:
+    """The layers of an int8 store by name, each read from the file when asked for (so a model's
+    int8 weights are never in memory twice while its layers are rebuilt)."""
+
+    def __init__(self, stored: Checkpoint):
+        self._file = stored
+        self._keys: dict[str, list[str]] = {}
+        for full in stored.names():
+            layer, _, key = full.rpartition(SEP)
+            self._keys.setdefault(layer, []).append(key)
+        self.damaged = False  # a tensor could not be read: write the store again
+
+    def keys(self):
+        return self._keys.keys()
+
+    def get(self, name: str) -> dict[str, torch.Tensor] | None:
+        state = {key: self._file.tensor(f"{name}{SEP}{key}") for key in self._keys.get(name, [])}
+        if not state or any(t is None for t in state.values()):
+            self.damaged = self.damaged or bool(state)
+            return None
+        return state
+
+
+def read_store(path: Path) -> StoredLayers | None:
     stored = Checkpoint.open(path)
-    if stored is None:
-        return None
-    layers: dict[str, dict[str, torch.Tensor]] = {}
-    for full in stored.names():
-        layer, _, key = full.rpartition(SEP)
-        tensor = stored.tensor(full)
-        if tensor is None:
-            return None  # damaged: quantize again
-        layers.setdefault(layer, {})[key] = tensor
-    return layers
+    return None if stored is None else StoredLayers(stored)
 
 
 def write_store(path: Path, layers: dict[str, Int8Linear]) -> None:
@@ -75,7 +89,7 @@ def in_place(folder: str | None) -> Callable[[torch.nn.Module, str], None]:
         path = store_path(folder, prefix)
         stored = read_store(path)
         layers = quantize_linears(module, lambda name: checkpoint.tensor(f"{prefix}.{name}.weight"), stored)
-        if stored is None or stored.keys() != layers.keys():
+        if stored is None or stored.damaged or stored.keys() != layers.keys():
             write_store(path, layers)
 
     return to_int8

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .. import memory
 from ..int8 import Int8Linear
 
 Weight = torch.Tensor | Int8Linear
@@ -57,7 +58,11 @@ class Decoder:
         self.act = ACT2FN[cfg.activation_function]
         decoder = model.decoder.model.decoder
         with torch.no_grad():
-            self.layers = [self._layer(layer) for layer in decoder.layers]
+            self.layers = []
+            for layer in decoder.layers:
+                self.layers.append(self._layer(layer))
+                if int8:
+                    memory.trim()  # fusing q, k, v unpacks and joins int8 copies: hand them back layer by layer
             self.final_ln = self._ln(decoder.layer_norm)
             self.embed = [self._w(e.weight) for e in decoder.embed_tokens]
             self._load_heads(list(model.decoder.lm_heads))
