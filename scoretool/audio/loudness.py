@@ -135,8 +135,10 @@ def normalize(src: Track, dst: Track, sample_rate: int, target_lufs: float, ceil
     where that was not enough. Limiting lowers loudness slightly, so gain and limiting alternate a
     few times to settle. Too short (under one gating block) or silent: `dst` = `src`.
     """
-    if src.frames < int(0.4 * sample_rate):
-        return scale(src, dst, 1.0) if src is not dst else None
+    if src.frames < int(0.4 * sample_rate):  # too short to measure: as it is
+        if src is not dst:
+            scale(src, dst, 1.0)
+        return
     current = src
     loudness = integrated_loudness(src, sample_rate)
     for _ in range(4):
