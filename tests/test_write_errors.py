@@ -121,8 +121,6 @@ def test_soundfile_write_over_the_file_size_limit(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the mix's temp files (audio/clips.py ClipStore, audio/tracks.py FileTrack) "
-                                       "do not yet write through files.writing(path), so their error names no file")
 def test_the_mix_temp_files_over_the_file_size_limit(tiny_models, tmp_path):
     output = tmp_path / "out.mp4"
     line = one_line(run(["score", IMAGE, "-o", output, "--duration", "2", *models(tiny_models)], cwd=tmp_path,

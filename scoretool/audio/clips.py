@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..files import make_temp_folder
+from ..files import make_temp_folder, writing
 
 
 class ClipStore(Sequence):
@@ -35,7 +35,8 @@ class ClipStore(Sequence):
         return np.load(self._path(index), allow_pickle=False)
 
     def __setitem__(self, index: int, clip: np.ndarray) -> None:
-        np.save(self._path(index), np.asarray(clip, dtype=np.float32), allow_pickle=False)
+        with writing(self._path(index)):  # a refused write is one line naming the file
+            np.save(self._path(index), np.asarray(clip, dtype=np.float32), allow_pickle=False)
         self._made[index] = True
 
     def made(self, index: int) -> bool:

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..files import writing
+
 BLOCK = 1 << 18  # frames per block: 5.5 s at 48 kHz, 2 MB in stereo float32
 
 
@@ -51,8 +53,10 @@ class FileTrack:
 
     def __init__(self, path: str, frames: int, channels: int):
         self.path, self.frames, self.channels = path, frames, channels
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.ftruncate(self._fd, frames * channels * 4)  # sparse zeros: silence costs no disk
+        self._fd = -1
+        with writing(path):  # a refused write (disk full, file too large) is one line naming the file
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.ftruncate(self._fd, frames * channels * 4)  # sparse zeros: silence costs no disk
 
     def read(self, start: int, count: int) -> np.ndarray:
         count = max(0, min(count, self.frames - start))
@@ -60,8 +64,12 @@ class FileTrack:
         return np.frombuffer(data, dtype=np.float32).reshape(count, self.channels).copy()
 
     def write(self, start: int, data: np.ndarray) -> None:
-        data = np.ascontiguousarray(data[: max(0, self.frames - start)], dtype=np.float32)
-        os.pwrite(self._fd, data.tobytes(), start * self.channels * 4)
+        data = memoryview(np.ascontiguousarray(data[: max(0, self.frames - start)], dtype=np.float32)).cast("B")
+        offset = start * self.channels * 4
+        with writing(self.path):
+            while data:  # a short write (at a size limit) is retried, and the retry says why
+                done = os.pwrite(self._fd, data, offset)
+                data, offset = data[done:], offset + done
 
     def close(self) -> None:
         if self._fd >= 0:
