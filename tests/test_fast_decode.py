@@ -346,3 +346,18 @@ def test_cuda_graphs_match_the_eager_static_loop(tiny, dtype):
                 assert graphed.graphs and torch.equal(a, b)
     finally:
         model.to("cpu")
+
+
+def test_long_batches_are_decoded_a_few_rows_at_a_time_to_the_same_audio(tiny, monkeypatch):
+    from scoretool.music import codec
+
+    model, _ = tiny
+    codes = torch.randint(0, model.config.decoder.vocab_size, (3, 4, 40))
+    whole = codec.decode_codes(model.audio_encoder, 1, codes)
+    calls = []
+    real = codec._decode_rows
+    monkeypatch.setattr(codec, "_decode_rows", lambda *a: calls.append(a[2].shape[0]) or real(*a))
+    monkeypatch.setattr(codec, "DECODE_FRAMES", 80)  # two rows of 40 frames per decode
+    chunked = codec.decode_codes(model.audio_encoder, 1, codes)
+    assert calls == [2, 1] and chunked.shape == whole.shape
+    assert float((chunked - whole).abs().max()) < 1e-5

@@ -35,8 +35,20 @@ def audio_codes(codec, channels: int, input_values: torch.Tensor, padding_mask: 
     return torch.stack([left, right], dim=2).flatten(1, 2)  # (batch, 2K', frames): L0 R0 L1 R1 ...
 
 
+# EnCodec's decoder activations at the full sample rate are ~250 MB per 30 s of musicgen-small audio:
+# a batch of 8 windows at once would take GBs. Rows are decoded together up to this many frames in all
+# (30 s at 50 frames a second), so short batches decode at once as generate does (the same audio, bit
+# for bit) and long ones a few rows at a time.
+DECODE_FRAMES = 1500
+
+
 def decode_codes(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:
-    """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames), the whole batch at once."""
+    """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames)."""
+    rows = max(1, DECODE_FRAMES // max(codes.shape[-1], 1))
+    return torch.cat([_decode_rows(codec, channels, codes[i : i + rows]) for i in range(0, codes.shape[0], rows)])
+
+
+def _decode_rows(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:
     codec_device = next(codec.parameters()).device
     codes = codes.to(codec_device)[None]
     scales = [None] * codes.shape[1]
