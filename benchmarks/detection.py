@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(scene_set, clips, detectors, cache, args.tolerance)
     result = {"tolerance_frames": args.tolerance, "fps": scene_set["fps"], "default": DEFAULT_DETECTOR, "missing": missing, "clips": rows,
               "table": tabulate(rows, detectors)}  # fmt: skip
-    splits = {split: tabulate([r for r in rows if r["split"] == split], detectors) for split in ("tuning", "holdout")}
-    result["by_split"] = {split: table for split, table in splits.items() if table[detectors[0]]}
+    by_split = {split: [r for r in rows if r["split"] == split] for split in ("tuning", "holdout")}
+    result["by_split"] = {split: tabulate(chosen, detectors) for split, chosen in by_split.items() if chosen}
     if not args.no_timing:
         print("timing: bare decode vs the analysis pass with each detector", flush=True)
         result["timing"] = time_analysis(timing_clip(scene_set, args.timing_seconds, cache), detectors, args.reps)
