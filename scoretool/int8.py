@@ -132,14 +132,15 @@ def quantize_linears(
     module: torch.nn.Module,
     read_weight: Callable[[str], torch.Tensor | None] = lambda name: None,
     stored: Mapping[str, dict[str, torch.Tensor]] | None = None,
+    skip: Callable[[str], bool] = lambda name: False,
 ) -> dict[str, Int8Linear]:
     """Replace every `nn.Linear` under `module` by an `Int8Linear`, in place; returns them by name.
     `stored.get(name)`: a layer's `Int8Linear.state()` kept from an earlier quantization (used where
     its shape fits); else `read_weight(name)` gives its fp32 weight from elsewhere (the checkpoint), or
-    None to take the layer's own."""
+    None to take the layer's own. Layers `skip(name)` names stay as they are."""
     layers = {}
     for name, child in list(module.named_modules()):
-        if type(child) is not torch.nn.Linear:
+        if type(child) is not torch.nn.Linear or skip(name):
             continue
         state = (stored or {}).get(name)
         if state is not None and tuple(state["int8"].shape) == tuple(child.weight.shape):

@@ -76,19 +76,21 @@ def write_store(path: Path, layers: dict[str, Int8Linear]) -> None:
         log.warning("int8 weights not kept for the next run: %s", exc)
 
 
-def in_place(folder: str | None) -> Callable[[torch.nn.Module, str], None]:
-    """`to_int8(module, prefix)`: `module`'s Linear layers replaced by int8 ones, in place; `prefix` is
-    the module's name in the model (its weights' names in the checkpoint start with it). Without a local
-    `folder` (nothing to read or key by) the layers are quantized from their own weights."""
+def in_place(folder: str | None) -> Callable[..., None]:
+    """`to_int8(module, prefix, skip=...)`: `module`'s Linear layers (but those `skip(name)` names)
+    replaced by int8 ones, in place; `prefix` is the module's name in the model (its weights' names in
+    the checkpoint start with it). Without a local `folder` (nothing to read or key by) the layers are
+    quantized from their own weights."""
     checkpoint = Checkpoint.find(folder)
 
-    def to_int8(module: torch.nn.Module, prefix: str) -> None:
+    def to_int8(module: torch.nn.Module, prefix: str, skip: Callable[[str], bool] = lambda name: False) -> None:
         if checkpoint is None:
-            quantize_linears(module)
+            quantize_linears(module, skip=skip)
             return
         path = store_path(folder, prefix)
         stored = read_store(path)
-        layers = quantize_linears(module, lambda name: checkpoint.tensor(f"{prefix}.{name}.weight"), stored)
+        read = lambda name: checkpoint.tensor(f"{prefix}.{name}.weight")  # noqa: E731
+        layers = quantize_linears(module, read, stored, skip)
         if stored is None or stored.damaged or stored.keys() != layers.keys():
             write_store(path, layers)
 

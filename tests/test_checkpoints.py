@@ -1,5 +1,6 @@
 """Reading single tensors from safetensors files (`checkpoints`), and models held in int8 that read their
-fp32 weights from there: MusicGen's decoder and BLIP keep no fp32 Linear layer once quantized."""
+fp32 weights from there: MusicGen's decoder and text encoder, and BLIP, keep no fp32 Linear layer once
+quantized (but T5's `wo`, which transformers keeps in fp32)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,14 @@ def test_musicgen_in_int8_quantizes_from_the_checkpoint_once_then_loads_the_stor
     decoder = first.model.decoder
     assert not any(type(m) is torch.nn.Linear for m in decoder.modules())
     layers = {name: m for name, m in decoder.named_modules() if isinstance(m, Int8Linear)}
-    assert read == [f"decoder.{name}.weight" for name in layers]  # every fp32 weight came from the file
+    assert [n for n in read if n.startswith("decoder.")] == [f"decoder.{name}.weight" for name in layers]  # all from the file
+    left = {name for name, m in first.model.text_encoder.named_modules() if type(m) is torch.nn.Linear}
+    assert left and {name.rpartition(".")[2] for name in left} == {"wo"}  # T5 in int8 but its fp32-kept wo
     checkpoint = load_file(f"{folder}/model.safetensors")
     name = "model.decoder.layers.0.fc1"
     x = torch.randn(3, layers[name].in_features)
     assert torch.equal(layers[name](x), Int8Linear.quantize(checkpoint[f"decoder.{name}.weight"])(x))
-    assert len(list((tmp_path / "cache" / "int8").iterdir())) == 1
+    assert len(list((tmp_path / "cache" / "int8").iterdir())) == 2  # decoder and text encoder
 
     def refuse(*args, **kwargs):
         raise AssertionError("quantized again although the store holds the layers")
@@ -70,7 +73,7 @@ def test_musicgen_in_int8_quantizes_from_the_checkpoint_once_then_loads_the_stor
     monkeypatch.setattr(Int8Linear, "quantize", refuse)
     read.clear()
     second = MusicGenGenerator(ModelSpec(folder, "cpu", "int8"))
-    assert not any(n.startswith("decoder.") for n in read)  # nothing read from the fp32 checkpoint
+    assert not any(n.startswith(("decoder.", "text_encoder.")) for n in read)  # nothing read from the fp32 checkpoint
     again = {name: m for name, m in second.model.decoder.named_modules() if isinstance(m, Int8Linear)}
     assert torch.equal(again[name](x), layers[name](x))
     clips = [g.generate(["drums"], [0.3], [1], Sampling())[0] for g in (first, second)]

@@ -35,11 +35,12 @@ def audio_codes(codec, channels: int, input_values: torch.Tensor, padding_mask: 
     return torch.stack([left, right], dim=2).flatten(1, 2)  # (batch, 2K', frames): L0 R0 L1 R1 ...
 
 
-# EnCodec's decoder activations at the full sample rate are ~250 MB per 30 s of musicgen-small audio:
-# a batch of 8 windows at once would take GBs. Rows are decoded together up to this many frames in all
-# (30 s at 50 frames a second), so short batches decode at once as generate does (the same audio, bit
-# for bit) and long ones a few rows at a time.
-DECODE_FRAMES = 1500
+# EnCodec's decoder activations at the full sample rate come to several hundred MB per 10 s of
+# musicgen-small audio (measured: a 3-row decode of 5 s each swung the process by ~400 MB): a batch of
+# 8 windows of 30 s at once would take GBs. Rows are decoded together up to this many frames in all
+# (10 s at 50 frames a second), so short batches decode at once as generate does (the same audio, bit
+# for bit) and longer ones a row or a few at a time.
+DECODE_FRAMES = 500
 
 
 def decode_codes(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:

@@ -67,7 +67,7 @@ class Decoding:
     def __init__(self, model, device: str, precision: str, *, use_fast=None, do_sample=True, fast_options=None,
                  reload: Callable[[], object] | None = None, to_int8: Callable[[object], None] | None = None):
         self.model, self.device, self.precision = model, device, precision
-        # to_int8(decoder) makes its linears int8 in place; reload() gives a fresh fp32 model for a step
+        # to_int8(model) makes its linears int8 in place; reload() gives a fresh fp32 model for a step
         # down from there. Without them, the fast loop and generate quantize copies of the weights.
         self.reload, self.to_int8 = reload, to_int8
         self._in_int8 = False  # the decoder's linears were replaced by int8 ones: a step down reloads
@@ -121,7 +121,7 @@ class Decoding:
             else:
                 try:
                     self._in_int8 = True
-                    self.to_int8(self.model.decoder)
+                    self.to_int8(self.model)
                     return
                 except Exception as exc:  # a missing op or API shows as any error class; the message says which
                     reason = f"int8 could not be set up ({type(exc).__name__}: {exc})"

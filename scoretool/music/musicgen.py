@@ -68,6 +68,14 @@ def buckets(lengths: list[int], max_batch: int, cost: StepCost) -> list[list[int
     return groups
 
 
+def _hold_in_int8(model, to_int8) -> None:
+    """int8 for the decoder (every step) and the T5 text encoder (once a call: in fp32 its weights would
+    be a fifth of the process), but T5's `wo`, which transformers keeps in fp32 (`_keep_in_fp32_modules`)
+    and whose `.weight` dtype its feed-forward reads. EnCodec (convolutions) stays fp32."""
+    to_int8(model.decoder, "decoder")
+    to_int8(model.text_encoder, "text_encoder", skip=lambda name: name.rpartition(".")[2] == "wo")
+
+
 class MusicGenGenerator:
     """MusicGen for the pipeline (`music.MusicGenerator`). `spec` is the model as it really runs: its
     precision after any fallback (see `decoding`). `use_fast`: None = the fast decode loop where it applies
@@ -106,7 +114,7 @@ class MusicGenGenerator:
         to_int8 = in_place(models.local_folder(spec.model))
         self.decoding = Decoding(
             model, spec.device, spec.precision, use_fast=use_fast, do_sample=do_sample, fast_options=fast_options,
-            reload=load_model, to_int8=lambda decoder: to_int8(decoder, "decoder"),
+            reload=load_model, to_int8=lambda m: _hold_in_int8(m, to_int8),
         )  # fmt: skip
         self._model_name = spec.model
 
