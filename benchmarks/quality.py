@@ -91,6 +91,22 @@ def compare(ref: Recorder, got: Recorder, used) -> dict:
     }  # fmt: skip
 
 
+def as_scoretool_runs(model, folder: Path, precision: str):
+    """The model as scoretool's generator holds it in `precision`: in int8 a fresh copy with its decoder
+    and T5 text encoder made int8 in place (`musicgen.hold_in_int8`); otherwise the fp32 model (the fast
+    loop makes its own bf16/fp16 copies of the decoder)."""
+    if precision != "int8":
+        return model
+    from transformers import MusicgenForConditionalGeneration
+
+    from scoretool.int8_store import in_place
+    from scoretool.music.musicgen import hold_in_int8
+
+    held = MusicgenForConditionalGeneration.from_pretrained(folder).eval()
+    hold_in_int8(held, in_place(str(folder)))
+    return held
+
+
 def music_quality(folder: Path, precisions: list[str], steps: int, prompts: list[str]) -> dict:
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
@@ -110,7 +126,7 @@ def music_quality(folder: Path, precisions: list[str], steps: int, prompts: list
     for p in precisions:
         print(f"music: {p} teacher-forced on fp32's tokens ({steps} steps)", file=sys.stderr, flush=True)
         try:
-            result[p] = compare(ref, run_loop(model, p, inputs, steps, forced), used)
+            result[p] = compare(ref, run_loop(as_scoretool_runs(model, folder, p), p, inputs, steps, forced), used)
         except Exception as exc:  # a precision that can't run here is a result too
             result[p] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     return result

@@ -68,7 +68,7 @@ def buckets(lengths: list[int], max_batch: int, cost: StepCost) -> list[list[int
     return groups
 
 
-def _hold_in_int8(model, to_int8) -> None:
+def hold_in_int8(model, to_int8) -> None:
     """int8 for the decoder (every step) and the T5 text encoder (once a call: in fp32 its weights would
     be a fifth of the process), but T5's `wo`, which transformers keeps in fp32 (`_keep_in_fp32_modules`)
     and whose `.weight` dtype its feed-forward reads. EnCodec (convolutions) stays fp32."""
@@ -114,7 +114,7 @@ class MusicGenGenerator:
         to_int8 = in_place(models.local_folder(spec.model))
         self.decoding = Decoding(
             model, spec.device, spec.precision, use_fast=use_fast, do_sample=do_sample, fast_options=fast_options,
-            reload=load_model, to_int8=lambda m: _hold_in_int8(m, to_int8),
+            reload=load_model, to_int8=lambda m: hold_in_int8(m, to_int8),
         )  # fmt: skip
         self._model_name = spec.model
 
