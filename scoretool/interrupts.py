@@ -118,6 +118,11 @@ def _exit_now(signum, frame) -> None:
 
 
 def _raise(signum, frame) -> None:
+    if frame is not None and frame.f_code.co_name == "__del__":
+        # An exception raised in a finalizer is lost (Python prints "Exception ignored in ...", a
+        # traceback, and goes on): deliver the signal again in a moment, outside the finalizer.
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
     _received.append(signum)
     install()  # a second signal, during the cleanup, ends the process at once
     if _deferring:

@@ -352,3 +352,32 @@ interrupts.handled(work)
 """
     proc = _python(code, tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (143, "step finished\n", "Terminated (SIGTERM).\n")
+
+
+def test_a_signal_that_lands_in_a_finalizer_still_stops_the_work(tmp_path):
+    """An exception raised inside `__del__` is lost (printed as "Exception ignored"): the signal is
+    delivered again outside it, so the work stops, cleans up and prints only its line."""
+    marker = tmp_path / "finished"
+    script = f"""
+import os, signal, time
+from scoretool import interrupts
+interrupts.install()
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(200000):  # the handler runs here, inside the finalizer
+            pass
+
+def work():
+    Finalized()
+    time.sleep(3)
+    open({str(marker)!r}, "w").write("done")
+
+interrupts.handled(work)
+"""
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root)
+    assert run.returncode == 143, run.stderr
+    assert run.stderr.strip() == "Terminated (SIGTERM).", run.stderr
+    assert not marker.exists()
