@@ -14,13 +14,13 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SET_FILE = ROOT / "tests" / "data" / "scene_set.json"
 SHARED_MEDIA = Path(os.environ.get("SCORETOOL_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
-CACHE = Path(os.environ.get("SCORETOOL_SCENE_CACHE", Path(tempfile.gettempdir()) / "scoretool-scene-set"))
+# Built clips are kept between runs (a benchmark rebuilds nothing): in the user cache, not the temp folder.
+CACHE = Path(os.environ.get("SCORETOOL_SCENE_CACHE", Path.home() / ".cache" / "scoretool-bench" / "scene-set"))
 _BUILDER_VERSION = 4  # bump when the way recipes become ffmpeg graphs changes
 
 

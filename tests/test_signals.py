@@ -189,20 +189,16 @@ def test_signal_during_the_analysis_decode(rendered, tmp_path, command, signum):
 
 @needs_shared_media
 @pytest.mark.parametrize("signum", SIGNALS)
-def test_signal_during_captions(rendered, tmp_path, signum):
-    output = _fresh(tmp_path) / "out.mp4"
-    run = Run(tmp_path, ["score", CLIP, "-o", output, *rendered["models"], "--no-cache"], terminal=True)
-    run.wait_until(on_display(run, "captions"), "the captions stage")
-    run.proc.send_signal(signum)
-    assert_stopped_clean(run, signum, output)
-
-
-@needs_shared_media
-@pytest.mark.parametrize("signum", SIGNALS)
-def test_signal_during_music(rendered, tmp_path, signum):
-    output = _fresh(tmp_path) / "out.mkv"
-    run = Run(tmp_path, ["render", rendered["plan"], "-o", output, "--no-cache"], terminal=True)
-    run.wait_until(on_display(run, "music"), "the music stage")
+@pytest.mark.parametrize("stage", ["captions", "music"])
+def test_signal_during_a_model_stage(rendered, tmp_path, signum, stage):
+    """captions: `score` of the clip; music: `render` of its plan (its progress row shows the stage)."""
+    output = _fresh(tmp_path) / ("out.mp4" if stage == "captions" else "out.mkv")
+    if stage == "captions":
+        args = ["score", CLIP, "-o", output, *rendered["models"], "--no-cache"]
+    else:
+        args = ["render", rendered["plan"], "-o", output, "--no-cache"]
+    run = Run(tmp_path, args, terminal=True)
+    run.wait_until(on_display(run, stage), f"the {stage} stage")
     run.proc.send_signal(signum)
     assert_stopped_clean(run, signum, output)
 

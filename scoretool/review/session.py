@@ -13,13 +13,12 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 from .. import api
 from ..errors import PlanError
-from ..files import write_atomic
+from ..files import make_temp_folder, write_atomic
 from ..plans import Plan, Scene, validate
 from ..presets import check_plan_presets, load_presets
 from ..validation import MAX_SEED
@@ -45,7 +44,7 @@ class Session:
         api.check_output(self.plan.input, output)
         self.output = os.path.abspath(output)
         self.cache_dir, self.use_cache = cache_dir, use_cache
-        self.work = tempfile.mkdtemp(prefix="scoretool-review-")
+        self.work = make_temp_folder("review")  # removed by close(); after a kill, swept by a later run
         self.stems = os.path.join(self.work, "stems")
         self.lock = threading.RLock()
         self._thumbs = threading.Lock()  # one ffmpeg at a time, each frame made once; the plan's lock stays free
