@@ -49,7 +49,7 @@ def step_at_ms(fast, inputs, length: int, reps: int = 5) -> float:
         enc = enc.to(fast.dtype)
         rows, batch = enc.shape[0], enc.shape[0] // 2
         cross = [d.cross_kv(layer, enc) for layer in d.layers]
-        kv = torch.randn((len(d.layers), 2, rows, d.H, length + 1, d.hd), dtype=fast.dtype)
+        kv = torch.randn((len(d.layers), 2, rows, d.H, length + 1, d.hd), dtype=d.cache_dtype)
         tok = torch.zeros((batch, d.K), dtype=torch.long)
         pos = torch.tensor([length])
         positions = d.positions_for(length + 1)
@@ -63,14 +63,12 @@ def step_at_ms(fast, inputs, length: int, reps: int = 5) -> float:
 
 
 def loops(model, precisions: list[str]) -> dict:
-    import torch
-
+    from scoretool.music.decoding import fast_loop_options
     from scoretool.music.fast import FastMusicgen
 
     made = {}
     for p in precisions:
-        options = {"int8": True} if p == "int8" else {"dtype": {"fp32": torch.float32, "bf16": torch.bfloat16}[p]}
-        made[p] = FastMusicgen(model, "cpu", **options)
+        made[p] = FastMusicgen(model, "cpu", **fast_loop_options(p))  # as scoretool runs it
     return made
 
 

@@ -151,12 +151,26 @@ def test_seeded_sampling_is_reproducible_and_batch_independent_at_every_precisio
 
 @needs_int8
 def test_int8_greedy_tokens_are_the_same_on_both_paths(tiny_dir):
-    """The fast loop's fused int8 projections give what generate gives with the stand-in int8 linears."""
-    fast = _generator(tiny_dir, "int8", use_fast=True, do_sample=False)
+    """The fast loop's fused int8 projections give what generate gives with the stand-in int8 linears
+    (with an fp32 KV cache, as generate keeps)."""
+    fast = _generator(tiny_dir, "int8", use_fast=True, do_sample=False, fast_options={"kv_dtype": torch.float32})
     slow = _generator(tiny_dir, "int8", use_fast=False, do_sample=False)
     a = fast.generate(PROMPTS, [0.5] * 3, [1, 2, 3], Sampling())
     b = slow.generate(PROMPTS, [0.5] * 3, [1, 2, 3], Sampling())
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@needs_int8
+def test_int8_keeps_its_kv_cache_in_bf16_where_the_cpu_has_native_bf16(tiny_dir):
+    native = bool(precision.cpu_kernels().native_bf16)
+    assert _generator(tiny_dir, "int8").fast.decoder.cache_dtype == (torch.bfloat16 if native else torch.float32)
+    # The bf16 cache (forced here, whatever this CPU has) keeps sampling seeded and batch-independent.
+    gen = _generator(tiny_dir, "int8", fast_options={"kv_dtype": torch.bfloat16})
+    together = gen.generate(PROMPTS, [0.4] * 3, [5, 6, 7], Sampling())
+    alone = gen.generate(PROMPTS[1:2], [0.4], [6], Sampling())
+    assert same_music(together[1], alone[0])
+    assert all(np.array_equal(a, b) for a, b in zip(together, gen.generate(PROMPTS, [0.4] * 3, [5, 6, 7], Sampling())))
+    assert gen.spec.precision == "int8" and gen.fast.decoder.cache_dtype == torch.bfloat16  # ran, no step down
 
 
 def _reference(tiny_dir, p):

@@ -2,9 +2,11 @@
 
 The weights are the model's own, in the decoder's precision: fp32 (the same tensors: no copy), fp16 or
 bf16 (copies, activations and KV cache in that dtype too), or int8 (`int8.Int8Linear` for every
-per-step projection and the LM heads, q/k/v and the four heads each fused into one GEMM; activations,
-norms, attention and the KV cache stay fp32). Logits leave in fp32, so guidance and sampling are fp32
-at every precision.
+per-step projection and the LM heads, q/k/v and the four heads each fused into one GEMM; activations
+and norms stay fp32). The self-attention KV cache is in `cache_dtype` (default: the decoder's dtype;
+int8 keeps it in bf16 on CPUs with native bf16: at a few hundred positions reading the cache costs as
+much as reading the int8 weights, and bf16 halves it). Logits leave in fp32, so guidance and sampling
+are fp32 at every precision.
 """
 
 from __future__ import annotations
@@ -42,13 +44,15 @@ class Decoder:
     """`fused`: one QKV matmul, residual adds in the matmuls' epilogue, batched LM heads (fewer kernels);
     off, the step follows transformers op for op. `int8`: int8 linears (CPU). `kn`: (in, out) weight
     layout for the fused matmuls. `attention`: "sdpa" or "matmul". `gelu_epilogue`: tanh GELU in fc1's
-    matmul (half precision, fused only)."""
+    matmul (half precision, fused only). `cache_dtype`: the self-attention KV cache's dtype (None: `dtype`)."""
 
-    def __init__(self, model, device, dtype, *, int8=False, fused=False, kn=False, attention="sdpa", gelu_epilogue=False):
+    def __init__(self, model, device, dtype, *, int8=False, fused=False, kn=False, attention="sdpa", gelu_epilogue=False,
+                 cache_dtype=None):
         from transformers.activations import ACT2FN
 
         cfg = model.config.decoder
         self.device, self.dtype, self.int8 = device, dtype, int8
+        self.cache_dtype = cache_dtype or dtype
         self.fused = fused and not int8  # int8 fuses its own way (Int8Linear.fused)
         self.kn = kn and self.fused
         self.attention = attention
@@ -198,8 +202,8 @@ class Decoder:
         for i, layer in enumerate(self.layers):
             cache = kv[i]  # (2, rows, heads, cache_len, head_dim)
             q, new_kv = self._self_qkv(self._norm(x, layer.ln1), layer, rows)
-            cache.index_copy_(3, pos, new_kv)
-            a = self._attend(q, cache[0, :, :, :kv_len], cache[1, :, :, :kv_len], self_bias)
+            cache.index_copy_(3, pos, new_kv.to(self.cache_dtype))
+            a = self._attend(q.to(self.cache_dtype), cache[0, :, :, :kv_len], cache[1, :, :, :kv_len], self_bias).to(x.dtype)
             x = self._residual(x, a.transpose(1, 2).reshape(rows, self.D), layer.o)
             q = self._lin(self._norm(x, layer.ln2), layer.cq).view(rows, 1, self.H, self.hd).transpose(1, 2)
             a = self._attend(q, cross_k[i], cross_v[i], cross_mask)

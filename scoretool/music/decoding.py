@@ -52,11 +52,15 @@ class Progress:
 
 
 def fast_loop_options(precision: str) -> dict:
-    """FastMusicgen's arguments for a precision name."""
+    """FastMusicgen's arguments for a precision name. int8 keeps its KV cache in bf16 where the CPU has
+    native bf16 (attention over the cache reads half the bytes: 1.5-1.8x faster at 130-1500 positions
+    on an AVX-512 BF16 / AMX Xeon); elsewhere bf16 is emulated and the cache stays fp32."""
     import torch
 
+    from ..precision import cpu_kernels
+
     if precision == "int8":
-        return {"int8": True}
+        return {"int8": True, "kv_dtype": torch.bfloat16 if cpu_kernels().native_bf16 else torch.float32}
     return {"dtype": {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]}
 
 
@@ -133,7 +137,7 @@ class Decoding:
 
         while True:
             try:
-                self.fast = FastMusicgen(self.model, self.device, **fast_loop_options(self.precision), **self.fast_options)
+                self.fast = FastMusicgen(self.model, self.device, **{**fast_loop_options(self.precision), **self.fast_options})
                 return
             except Unsupported as exc:
                 return self._fall_back(str(exc))

@@ -70,7 +70,9 @@ class FastMusicgen:
     """Generate MusicGen codes and audio with a hand-written decode loop.
 
     `dtype`: the decoder's dtype (default fp16 on CUDA, fp32 elsewhere); `int8=True`: int8 linears (CPU
-    only, fp32 activations). `precision` names the result (fp32, fp16, bf16, int8).
+    only, fp32 activations). `precision` names the result (fp32, fp16, bf16, int8). `kv_dtype`: the
+    self-attention KV cache's dtype (default: the decoder's; `decoding.fast_loop_options` gives int8 a
+    bf16 cache where the CPU has native bf16).
     `static`: fixed-shape step (full static cache with a mask, step counter on the device): needed for CUDA
     graphs; default on CUDA. `fused`: one QKV matmul, residual adds fused into the matmuls, batched LM heads:
     fewer kernels; default on CUDA (off on CPU, where the fp32 loop follows transformers op for op).
@@ -86,6 +88,7 @@ class FastMusicgen:
         static: bool | None = None, fused: bool | None = None, graphs: bool | None = None,
         bucket: int = DEFAULT_BUCKET, attention: str = "sdpa", sdpa_backends: tuple[str, ...] | None = None,
         blas: str | None = None, weights_kn: bool = False, gelu_epilogue: bool = False,
+        kv_dtype: torch.dtype | None = None,
     ):  # fmt: skip
         reason = unsupported_reason(model)
         if reason:
@@ -111,7 +114,7 @@ class FastMusicgen:
         self.blas = blas
         self.decoder = Decoder(
             model, self.device, self.dtype, int8=int8, fused=self.fused, kn=weights_kn, attention=attention,
-            gelu_epilogue=gelu_epilogue,
+            gelu_epilogue=gelu_epilogue, cache_dtype=kv_dtype,
         )  # fmt: skip
         cfg, gen = model.config.decoder, model.generation_config
         self.K, self.V = cfg.num_codebooks, cfg.vocab_size
@@ -281,7 +284,7 @@ class FastMusicgen:
         cross = [d.cross_kv(layer, enc) for layer in d.layers]
         cross_k, cross_v = [k for k, _ in cross], [v for _, v in cross]
         cross_mask = enc_mask.bool()[:, None, None, :]  # as transformers' sdpa path: a boolean (rows, 1, 1, text) mask
-        kv = torch.zeros((len(d.layers), 2, rows, d.H, job.steps, d.hd), device=dev, dtype=self.dtype)
+        kv = torch.zeros((len(d.layers), 2, rows, d.H, job.steps, d.hd), device=dev, dtype=d.cache_dtype)
         positions = d.positions_for(job.steps)
         out = torch.zeros((batch, self.K, job.steps), dtype=torch.long, device=dev)
         tok = job.table[:, :, P].clone()

@@ -71,12 +71,12 @@ class StaticLoop:
             self._states.popitem(last=False)
         d = self.decoder
         dev, dt, L, K = d.device, d.dtype, len(d.layers), d.K
-        causal = torch.full((cache_len, cache_len), float("-inf"), device=dev, dtype=dt).triu_(1)
+        causal = torch.full((cache_len, cache_len), float("-inf"), device=dev, dtype=d.cache_dtype).triu_(1)
         st = State(
             batch=batch, rows=rows, text_len=text_pad, cache_len=cache_len, sampled=sampled,
             tok=torch.full((batch, K), self.start, dtype=torch.long, device=dev),
             pos=torch.zeros(1, dtype=torch.long, device=dev),
-            kv=torch.zeros((L, 2, rows, d.H, cache_len, d.hd), device=dev, dtype=dt),
+            kv=torch.zeros((L, 2, rows, d.H, cache_len, d.hd), device=dev, dtype=d.cache_dtype),
             cross_k=torch.zeros((L, rows, d.H, text_pad, d.hd), device=dev, dtype=dt),
             cross_v=torch.zeros((L, rows, d.H, text_pad, d.hd), device=dev, dtype=dt),
             cross_bias=torch.zeros((rows, 1, 1, text_pad), device=dev, dtype=dt),
