@@ -116,7 +116,7 @@ class Int8Linear(torch.nn.Module):
                 torch.cat([p.q_per_channel_zero_points() for p in parts]),
                 0,
             )
-        return cls(q)
+        return cls(q, rowsum=torch.cat([layer.rowsum for layer in layers]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., in) fp32. Few, in-place ops: this runs ~150 times a decoding step."""
@@ -129,6 +129,25 @@ class Int8Linear(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+@contextlib.contextmanager
+def builders():
+    """A thread per core to build `Int8Linear`s on: fbgemm's prepacking (~40 ms for a 4096x1024 layer,
+    most of a load from the int8 store) runs on one core per layer. The warning filters and the
+    quantized engine are process-wide: set here, once, so the layers' own (nested) settings of them in
+    the threads cannot leave them changed or race each other."""
+    with warnings.catch_warnings(), _engine("fbgemm"), ThreadPoolExecutor(
+        max_workers=max(1, torch.get_num_threads()), thread_name_prefix="scoretool-int8"
+    ) as pool:
+        warnings.simplefilter("ignore")
+        yield pool
+
+
+def fuse_groups(groups: list[list[Int8Linear]]) -> list[Int8Linear]:
+    """`Int8Linear.fused` of each group, built on `builders`."""
+    with builders() as pool:
+        return list(pool.map(Int8Linear.fused, groups))
+
+
 def quantize_linears(
     module: torch.nn.Module,
     read_weight: Callable[[str], torch.Tensor | None] = lambda name: None,
@@ -138,9 +157,8 @@ def quantize_linears(
     """Replace every `nn.Linear` under `module` by an `Int8Linear`, in place; returns them by name.
     `stored.get(name)`: a layer's `Int8Linear.state()` kept from an earlier quantization (used where
     its shape fits); else `read_weight(name)` gives its fp32 weight from elsewhere (the checkpoint), or
-    None to take the layer's own. Layers `skip(name)` names stay as they are. fbgemm's prepacking
-    (most of a load from the store: ~40 ms for a 4096x1024 layer) runs on one core per layer, so the
-    layers are built a few at a time on a thread per core."""
+    None to take the layer's own. Layers `skip(name)` names stay as they are. The layers are built a
+    few at a time on `builders`."""
     targets = [(n, c) for n, c in module.named_modules() if type(c) is torch.nn.Linear and not skip(n)]
 
     def build(target: tuple[str, torch.nn.Linear]) -> Int8Linear:
@@ -154,12 +172,7 @@ def quantize_linears(
         return Int8Linear.quantize(weight, child.bias)
 
     layers = {}
-    # The warning filters and the quantized engine are process-wide: set here, once, so the layers'
-    # own (nested) settings of them in the threads cannot leave them changed or race each other.
-    with warnings.catch_warnings(), _engine("fbgemm"), ThreadPoolExecutor(
-        max_workers=max(1, torch.get_num_threads()), thread_name_prefix="scoretool-int8"
-    ) as pool:
-        warnings.simplefilter("ignore")
+    with builders() as pool:
         for start in range(0, len(targets), TRIM_EVERY):
             chunk = targets[start : start + TRIM_EVERY]
             for (name, _), layer in zip(chunk, pool.map(build, chunk)):

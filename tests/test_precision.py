@@ -51,6 +51,10 @@ def test_auto_on_a_cpu_follows_its_kernels(machine):
     machine("AVX512", BF16, int8_missing="this torch has no fbgemm int8 kernels")
     got = choose("auto", "cpu", "caption")  # bf16 BLIP is slower than fp32 on such a CPU
     assert got.precision == "fp32" and "no fbgemm int8 kernels" in got.why
+    machine("AVX512", BF16 | {"amx_bf16", "amx_int8", "amx_tile"})  # with AMX, BLIP runs in bf16
+    got = choose("auto", "cpu", "caption")
+    assert got.precision == "bf16" and "AMX" in got.why
+    assert choose("auto", "cpu", "music").precision == "int8"
 
 
 def test_auto_elsewhere_and_explicit_choices():

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import memory
-from ..int8 import Int8Linear
+from ..int8 import Int8Linear, fuse_groups
 
 Weight = torch.Tensor | Int8Linear
 
@@ -62,15 +62,13 @@ class Decoder:
         self.act = ACT2FN[cfg.activation_function]
         decoder = model.decoder.model.decoder
         with torch.no_grad():
-            self.layers = []
-            for layer in decoder.layers:
-                self.layers.append(self._layer(layer))
-                if int8:
-                    memory.trim()  # fusing q, k, v unpacks and joins int8 copies: hand them back layer by layer
+            self.layers = [self._layer(layer) for layer in decoder.layers]
             self.final_ln = self._ln(decoder.layer_norm)
             self.embed = [self._w(e.weight) for e in decoder.embed_tokens]
             self._load_heads(list(model.decoder.lm_heads))
             self.positions = self._w(decoder.embed_positions.weights)
+            if int8:
+                self._fuse_int8(decoder.layers, list(model.decoder.lm_heads))
         self._position_module = decoder.embed_positions
         self.gelu_epilogue = bool(gelu_epilogue) and self.fused and dtype != torch.float32
         self._zero_ffn = torch.zeros(cfg.ffn_dim, device=device, dtype=dtype) if self.gelu_epilogue else None
@@ -99,20 +97,27 @@ class Decoder:
             ln3=self._ln(layer.final_layer_norm), q=None, k=None, v=None, o=p(sa.out_proj),
             cq=p(ca.q_proj), ck=p(ca.k_proj), cv=p(ca.v_proj), co=p(ca.out_proj), fc1=p(layer.fc1), fc2=p(layer.fc2),
         )  # fmt: skip
-        if self.int8:
-            entry.qkv = Int8Linear.fused([self._int8(sa.q_proj), self._int8(sa.k_proj), self._int8(sa.v_proj)])
-        elif self.fused:
+        if self.fused:
             entry.qkv = torch.cat([self._w(sa.q_proj.weight), self._w(sa.k_proj.weight), self._w(sa.v_proj.weight)])
-        else:
+        elif not self.int8:  # int8 fuses q, k, v for all layers at once (_fuse_int8)
             entry.q, entry.k, entry.v = p(sa.q_proj), p(sa.k_proj), p(sa.v_proj)
         if self.kn:
             for name in ("qkv", "o", "cq", "co", "fc1", "fc2"):
                 setattr(entry, name, getattr(entry, name).t().contiguous())
         return entry
 
+    def _fuse_int8(self, layers, heads: list[torch.nn.Module]) -> None:
+        """int8: each layer's q, k, v as one GEMM, and the four LM heads as one, built a few at a time
+        on a thread per core (`int8.fuse_groups`: unpacking, joining and prepacking again)."""
+        groups = [[self._int8(a.q_proj), self._int8(a.k_proj), self._int8(a.v_proj)] for a in (x.self_attn for x in layers)]
+        *qkv, self.heads_int8 = fuse_groups(groups + [[self._int8(h) for h in heads]])
+        for entry, fused in zip(self.layers, qkv):
+            entry.qkv = fused
+        memory.trim()  # the unpacked and joined int8 copies
+
     def _load_heads(self, heads: list[torch.nn.Module]) -> None:
         self.heads = [self._w(h.weight) for h in heads] if not self.int8 else []
-        self.heads_int8 = Int8Linear.fused([self._int8(h) for h in heads]) if self.int8 else None
+        self.heads_int8 = None  # int8: see _fuse_int8
         self.heads_stacked = torch.stack(self.heads).contiguous() if self.fused else None
         if self.kn:
             self.heads_stacked = self.heads_stacked.transpose(1, 2).contiguous()  # (K, hidden, vocab)
