@@ -65,6 +65,10 @@ class Int8Linear(torch.nn.Module):
     Build one with `quantize(weight, bias)` or `fused([...])`; `Int8Linear(q, bias)` takes a per-channel
     qint8 weight."""
 
+    # No float weight to read: code that casts a layer's input to its `.weight`'s dtype when that is
+    # a tensor (T5's feed-forward, for the `wo` it keeps in fp32) leaves the input as it is.
+    weight = None
+
     def __init__(self, q: torch.Tensor, bias: torch.Tensor | None = None, rowsum: torch.Tensor | None = None):
         super().__init__()
         with warnings.catch_warnings():  # quantized tensors are deprecated; a torch without them fails here

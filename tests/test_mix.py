@@ -202,7 +202,12 @@ def test_buckets_group_similar_lengths_and_everything_on_a_gpu():
     from scoretool.music.musicgen import CPU_STEP_COST, GPU_STEP_COST, buckets
 
     steps = [50 * d for d in (12.0, 3.0, 11.0, 2.5, 30.0, 10.0)]
-    assert buckets(steps, 8, CPU_STEP_COST["int8"]) == [[4], [0, 2, 5], [1, 3]]
     assert buckets(steps, 8, CPU_STEP_COST["fp32"]) == [[4, 0, 2, 5], [1, 3]]  # fp32 matmuls cost more a step
+    # int8 clips leave a call when done: riding along costs only their own steps, so all share calls
+    assert buckets(steps, 8, CPU_STEP_COST["int8"]) == [[4, 0, 2, 5, 1, 3]]
+    assert buckets(steps, 4, CPU_STEP_COST["int8"]) == [[4, 0, 2, 5], [1, 3]]
+    from scoretool.music.musicgen import StepCost
+
+    assert buckets(steps, 8, StepCost(per_clip=0.18, per_position=0.00097)) == [[4], [0, 2, 5], [1, 3]]
     assert buckets(steps, 8, GPU_STEP_COST) == [[4, 0, 2, 5, 1, 3]]
     assert buckets(steps, 2, GPU_STEP_COST) == [[4, 0], [2, 5], [1, 3]]

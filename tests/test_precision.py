@@ -155,6 +155,35 @@ def assert_seeded_and_batch_independent(gen) -> None:
     assert same_music(together[1], alone[0])
     assert all(np.array_equal(a, b) for a, b in zip(together, again))
     assert not same_music(gen.generate(PROMPTS[1:2], [0.4], [99], sampling)[0], alone[0])
+    # Clips of other lengths in the same call (outside fp32 a shorter one leaves the loop early).
+    mixed = gen.generate(PROMPTS, [0.4, 0.8, 0.2], [5, 6, 7], sampling)
+    assert [len(c) for c in mixed] == [round(d * gen.sample_rate) for d in (0.4, 0.8, 0.2)]
+    assert same_music(mixed[0], together[0])
+    assert same_music(mixed[2], gen.generate(PROMPTS[2:], [0.2], [7], sampling)[0])
+
+
+@needs_int8
+def test_an_int8_item_leaves_the_loop_when_it_has_its_tokens(tiny_dir, monkeypatch):
+    from scoretool.music import decoder
+
+    gen = _generator(tiny_dir, "int8", use_fast=True)
+    inputs = gen.processor(text=PROMPTS, padding=True, return_tensors="pt")
+    seen = []
+    step = decoder.Decoder.step
+    monkeypatch.setattr(decoder.Decoder, "step", lambda self, *a: seen.append(a[-1]) or step(self, *a))
+    full = gen.fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], 30, seeds=[1, 2, 3])
+    assert set(seen) == {6}  # three items and their unconditional rows
+    seen.clear()
+    own = gen.fast.generate_codes(inputs["input_ids"], inputs["attention_mask"], 30, seeds=[1, 2, 3], lengths=[30, 20, 10])
+    assert seen == [6] * 10 + [4] * 10 + [2] * 10  # a step per new token
+    for i, n in enumerate([30, 20, 10]):
+        frames = gen.fast.frames(n)
+        assert torch.equal(own[i, :, :frames], full[i, :, :frames])
+    # Each row is decoded to its own length (rows past it hold no music): silence after it.
+    audio = gen.fast.decode(own, [gen.fast.frames(n) for n in (30, 20, 10)]).numpy()
+    ends = [gen.fast.decode(own[i : i + 1, :, : gen.fast.frames(n)]).shape[-1] for i, n in enumerate((30, 20, 10))]
+    assert ends[0] == audio.shape[-1] > ends[1] > ends[2]
+    assert all(audio[i, :, : ends[i] // 2].any() and not audio[i, :, ends[i] :].any() for i in range(3))
 
 
 @needs_int8

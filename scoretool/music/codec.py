@@ -43,10 +43,26 @@ def audio_codes(codec, channels: int, input_values: torch.Tensor, padding_mask: 
 DECODE_FRAMES = 500
 
 
-def decode_codes(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:
-    """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames)."""
-    rows = max(1, DECODE_FRAMES // max(codes.shape[-1], 1))
-    return torch.cat([_decode_rows(codec, channels, codes[i : i + rows]) for i in range(0, codes.shape[0], rows)])
+def decode_codes(codec, channels: int, codes: torch.Tensor, frames: list[int] | None = None) -> torch.Tensor:
+    """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames).
+    `frames[i]`: row i's own length (default: all of them); its audio past that is silence. Rows are
+    decoded a few at a time (neighbours together, at the longest one's length: rows come longest first)."""
+    lengths = frames or [codes.shape[-1]] * codes.shape[0]
+    pieces, start = [], 0
+    while start < len(lengths):
+        end = start + 1
+        while end < len(lengths) and max(lengths[start : end + 1]) * (end + 1 - start) <= DECODE_FRAMES:
+            end += 1
+        n = max(lengths[start:end])
+        with torch.inference_mode():
+            audio = _decode_rows(codec, channels, codes[start:end, :, :n])
+            hop = audio.shape[-1] // n
+            for row, own in enumerate(lengths[start:end]):
+                audio[row, :, own * hop :] = 0
+        pieces.append(audio)
+        start = end
+    samples = max(p.shape[-1] for p in pieces)
+    return torch.cat([torch.nn.functional.pad(p, (0, samples - p.shape[-1])) for p in pieces])
 
 
 def _decode_rows(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:

@@ -148,16 +148,19 @@ class Decoding:
 
     # ------------------------------------------------------------------ decoding
 
-    def run(self, inputs, new_tokens: int, seeds, sampling, on_step) -> np.ndarray:
-        """Audio (batch, channels, samples) for processor inputs (text, and an audio prompt if any)."""
+    def run(self, inputs, new_tokens: int, seeds, sampling, on_step, lengths: list[int] | None = None) -> np.ndarray:
+        """Audio (batch, channels, samples) for processor inputs (text, and an audio prompt if any).
+        `lengths`: each item's own new tokens (at most `new_tokens`; its audio past them is not used):
+        outside fp32 the fast loop stops decoding an item when it has them (see
+        `FastMusicgen.generate_codes`); fp32 decodes every item to the end, as generate does."""
         progress = Progress(on_step, new_tokens)
         if self.fast is not None:
-            audio = self._fast_batch(inputs, new_tokens, seeds, sampling, progress)
+            audio = self._fast_batch(inputs, new_tokens, seeds, sampling, progress, lengths)
             if audio is not None:
                 return audio
         return self._hf_batch(inputs, new_tokens, seeds, sampling, progress)
 
-    def _fast_batch(self, inputs, new_tokens, seeds, sampling, progress: Progress):
+    def _fast_batch(self, inputs, new_tokens, seeds, sampling, progress: Progress, lengths):
         from .support import Unsupported
 
         options = dict(
@@ -167,7 +170,8 @@ class Decoding:
         )  # fmt: skip
         while True:
             try:
-                audio = self.fast.generate(inputs["input_ids"], inputs.get("attention_mask"), new_tokens, **options)
+                own = None if self.precision == "fp32" else lengths  # re-read: a retry may run in another precision
+                audio = self.fast.generate(inputs["input_ids"], inputs.get("attention_mask"), new_tokens, lengths=own, **options)
                 return audio.cpu().numpy()
             except Unsupported as exc:
                 self._fall_back(str(exc), for_batch_only=True)

@@ -59,6 +59,7 @@ class Job:
     noise: SeededNoise | None
     on_step: Callable[[int], None] | None
     enc_model_dtype: torch.Tensor  # text encoder output in the model's dtype (for the prompt's prefill)
+    lengths: list[int] | None = None  # each item's own new tokens (None: all `new_tokens`)
 
     @property
     def steps(self) -> int:
@@ -135,14 +136,24 @@ class FastMusicgen:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, new_tokens: int, *,
         prompt_codes: torch.Tensor | None = None, guidance_scale: float | None = 3.0, do_sample: bool = True,
         temperature: float = 1.0, top_k: int = 250, seeds: list[int] | None = None,
-        on_step: Callable[[int], None] | None = None,
+        on_step: Callable[[int], None] | None = None, lengths: list[int] | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Codes (batch, codebooks, frames) long, as `generate` would pass them to EnCodec.
 
         `prompt_codes` (batch, codebooks, P): an audio prompt's codes (`audio_codes`), which the music
         continues; the result then starts with them, as generate's does.
+        `lengths`: each item's own new tokens (at most `new_tokens`). The CPU's loop stops decoding an
+        item once it has them, so the others' steps get cheaper (the int8 matmuls and the attention
+        cost more with every row); an item's codes past its own `frames(length)` are meaningless. Its
+        own tokens are the same as without `lengths` wherever its rows' results do not depend on the
+        batch's size (int8 and bf16; fp32 is left to run every row, as generate does).
         """
         self._check(input_ids.shape[0], new_tokens, prompt_codes, do_sample, seeds)
+        if lengths is not None:
+            for n in lengths:
+                self._check(input_ids.shape[0], n, prompt_codes, do_sample, seeds)
+            if len(lengths) != input_ids.shape[0] or max(lengths) > new_tokens:
+                raise ValueError("lengths needs one count per batch item, none over new_tokens")
         batch = input_ids.shape[0]
         cfg = guidance_scale is not None and guidance_scale > 1
         with torch.inference_mode():
@@ -152,7 +163,7 @@ class FastMusicgen:
         table = delay_table(batch, new_tokens, self.delays, self.channel_codebooks, self.start, frames + new_tokens + 1, prompt_codes)
         settings = (cfg, float(guidance_scale or 1.0), bool(do_sample), float(temperature), int(top_k))
         noise = SeededNoise(seeds, self.K, self.V, self.device) if do_sample else None
-        job = Job(batch, new_tokens, frames, table.to(self.device), settings, noise, on_step, enc_model_dtype)
+        job = Job(batch, new_tokens, frames, table.to(self.device), settings, noise, on_step, enc_model_dtype, lengths)
         with torch.inference_mode(), self._sdpa_backends():
             out = self._run(enc, enc_mask, job)
             return self._undelay(out, table, frames + new_tokens, batch)
@@ -195,9 +206,14 @@ class FastMusicgen:
         """An audio prompt's EnCodec codes (batch, codebooks, frames), as generate encodes `input_values`."""
         return audio_codes(self.model.audio_encoder, self.channels, input_values, padding_mask)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames)."""
-        return decode_codes(self.model.audio_encoder, self.channels, codes)
+    def frames(self, new_tokens: int, prompt_frames: int = 0) -> int:
+        """Frames of codes (and of audio) that `new_tokens` after an audio prompt of `prompt_frames` give."""
+        return prompt_frames + new_tokens + 1 - self.channel_codebooks
+
+    def decode(self, codes: torch.Tensor, frames: list[int] | None = None) -> torch.Tensor:
+        """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames);
+        `frames[i]`: row i's own length (its audio past that is silence)."""
+        return decode_codes(self.model.audio_encoder, self.channels, codes, frames)
 
     def generate(
         self, input_ids, attention_mask, new_tokens: int, *, input_values=None, padding_mask=None, **options
@@ -207,7 +223,10 @@ class FastMusicgen:
         rendering of the prompt, then goes on, as generate's does."""
         if input_values is not None:
             options["prompt_codes"] = self.audio_codes(input_values, padding_mask)
-        return self.decode(self.generate_codes(input_ids, attention_mask, new_tokens, **options))
+        codes = self.generate_codes(input_ids, attention_mask, new_tokens, **options)
+        lengths, prompt = options.get("lengths"), options.get("prompt_codes")
+        prompt_frames = prompt.shape[-1] if prompt is not None else 0
+        return self.decode(codes, None if lengths is None else [self.frames(n, prompt_frames) for n in lengths])
 
     # ------------------------------------------------------------------ pieces
 
@@ -278,28 +297,43 @@ class FastMusicgen:
         return logits[:, :, -1].to(self.device)
 
     def _run_dynamic(self, enc, enc_mask, job: Job):
-        """The eager loop (the CPU's): transformers' step op for op, on a KV cache as long as the job."""
-        d, dev, batch, P = self.decoder, self.device, job.batch, job.prompt_frames
+        """The eager loop (the CPU's): transformers' step op for op, on a KV cache as long as the job.
+        With `job.lengths`, an item leaves the batch (its rows, cache and cross-attention) once done."""
+        d, dev, P = self.decoder, self.device, job.prompt_frames
         rows = enc.shape[0]
         cross = [d.cross_kv(layer, enc) for layer in d.layers]
         cross_k, cross_v = [k for k, _ in cross], [v for _, v in cross]
         cross_mask = enc_mask.bool()[:, None, None, :]  # as transformers' sdpa path: a boolean (rows, 1, 1, text) mask
         kv = torch.zeros((len(d.layers), 2, rows, d.H, job.steps, d.hd), device=dev, dtype=d.cache_dtype)
         positions = d.positions_for(job.steps)
-        out = torch.zeros((batch, self.K, job.steps), dtype=torch.long, device=dev)
+        out = torch.zeros((job.batch, self.K, job.steps), dtype=torch.long, device=dev)
+        ends = [P + n for n in (job.lengths or [job.new_tokens] * job.batch)]  # the step each item is done at
+        alive = list(range(job.batch))  # the items still decoding (their rows, in order)
+        items = torch.tensor(alive, device=dev)
         tok = job.table[:, :, P].clone()
         pos = torch.zeros(1, dtype=torch.long, device=dev)
         bad = torch.zeros((), dtype=torch.bool, device=dev)
         for s in range(P, job.steps):
+            if any(ends[i] <= s for i in alive):
+                keep = torch.tensor([k for k, i in enumerate(alive) if ends[i] > s], device=dev)
+                kept_rows = torch.cat([keep, keep + len(alive)]) if rows > len(alive) else keep  # with CFG: both halves
+                kv = kv.index_select(2, kept_rows)
+                cross_k = [k.index_select(0, kept_rows) for k in cross_k]
+                cross_v = [v.index_select(0, kept_rows) for v in cross_v]
+                cross_mask, tok, items, rows = cross_mask.index_select(0, kept_rows), tok[keep], items[keep], len(kept_rows)
+                alive = [i for i in alive if ends[i] > s]
             if s == P and P:
                 logits = self._prefill(job, enc_mask, kv, rows)
             else:
                 pos.fill_(s)
                 logits = d.step(tok, pos, kv, s + 1, None, cross_k, cross_v, cross_mask, positions, rows)
-            chosen, guided = self._pick(logits, batch, job.settings, job.noise.step(s - P) if job.noise is not None else None)
+            noise = job.noise.step(s - P) if job.noise is not None else None
+            if noise is not None and len(alive) < job.batch:
+                noise = noise[items]
+            chosen, guided = self._pick(logits, len(alive), job.settings, noise)
             bad |= ~torch.isfinite(guided).all()
-            out[:, :, s] = chosen
-            held = job.table[:, :, s + 1]
+            out[items, :, s] = chosen
+            held = job.table[items, :, s + 1]
             tok = torch.where(held < 0, chosen, held)
             if job.on_step:
                 job.on_step(1)

@@ -32,14 +32,18 @@ LOOKAHEAD = 0.16
 class StepCost:
     """What a decoding step of a call costs, relative to a step of one clip at a short cache:
     `per_clip` for each clip past the first (matmuls read the weights once for the whole batch),
-    `per_position` for each clip and cache position (attention reads every clip's keys and values)."""
+    `per_position` for each clip and cache position (attention reads every clip's keys and values).
+    `leaves_early`: a clip leaves the call once it has its own steps (the CPU's fast loop outside
+    fp32, see `Decoding.run`), so it rides along only for as long as it would have run alone."""
 
     per_clip: float = 0.0
     per_position: float = 0.0
+    leaves_early: bool = False
 
     def joins(self, longest: int, steps: int) -> bool:
         """Whether a clip of `steps` steps costs less riding along in a call of `longest` steps than alone."""
-        riding = longest * self.per_clip + self.per_position * longest**2 / 2
+        ride = steps if self.leaves_early else longest
+        riding = ride * self.per_clip + self.per_position * ride**2 / 2
         alone = steps + self.per_position * steps**2 / 2
         return riding <= alone
 
@@ -50,8 +54,8 @@ class StepCost:
 # an AVX-512 BF16 CPU (94 ms, +12 ms a clip; a bf16 cache reads half the bytes).
 CPU_STEP_COST = {
     "fp32": StepCost(per_clip=0.134, per_position=0.00024),
-    "bf16": StepCost(per_clip=0.13, per_position=0.00024),
-    "int8": StepCost(per_clip=0.18, per_position=0.00097),
+    "bf16": StepCost(per_clip=0.13, per_position=0.00024, leaves_early=True),
+    "int8": StepCost(per_clip=0.18, per_position=0.00097, leaves_early=True),
 }
 GPU_STEP_COST = StepCost()  # launch-bound: a longer batch costs about what one clip does
 
@@ -70,10 +74,10 @@ def buckets(lengths: list[int], max_batch: int, cost: StepCost) -> list[list[int
 
 def hold_in_int8(model, to_int8) -> None:
     """int8 for the decoder (every step) and the T5 text encoder (once a call: in fp32 its weights would
-    be a fifth of the process), but T5's `wo`, which transformers keeps in fp32 (`_keep_in_fp32_modules`)
-    and whose `.weight` dtype its feed-forward reads. EnCodec (convolutions) stays fp32."""
+    be a fifth of the process), its `wo` too (transformers keeps that in fp32 against fp16 overflow;
+    an int8 layer's activations are fp32). EnCodec (convolutions) stays fp32."""
     to_int8(model.decoder, "decoder")
-    to_int8(model.text_encoder, "text_encoder", skip=lambda name: name.rpartition(".")[2] == "wo")
+    to_int8(model.text_encoder, "text_encoder")
 
 
 class MusicGenGenerator:
@@ -179,8 +183,8 @@ class MusicGenGenerator:
         first = [min(d, WINDOW) for d in durations]
         clips: dict[int, np.ndarray] = {}
         for batch in self._calls(first):
-            longest = first[batch[0]] + LOOKAHEAD
-            audio = self._generate_batch([prompts[i] for i in batch], longest, [seeds[i] for i in batch], sampling, on_step)
+            own = [self.new_tokens(first[i] + LOOKAHEAD) for i in batch]
+            audio = self._generate_batch([prompts[i] for i in batch], own, [seeds[i] for i in batch], sampling, on_step)
             for row, i in enumerate(batch):
                 clips[i] = audio[row, :, : round(first[i] * self.sample_rate)].T.copy()
         for i, duration in enumerate(durations):
@@ -225,9 +229,10 @@ class MusicGenGenerator:
         new = out[context_len : context_len + round(duration * self.sample_rate)]
         return np.concatenate([audio[: len(audio) - seam], joined, new]).astype(np.float32)
 
-    def _generate_batch(self, prompts, longest, seeds, sampling: Sampling, on_step) -> np.ndarray:
+    def _generate_batch(self, prompts, lengths: list[int], seeds, sampling: Sampling, on_step) -> np.ndarray:
+        """Audio for each prompt, at least `lengths[i]` new tokens long (longest first)."""
         inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
-        return self._run(inputs, self.new_tokens(longest), seeds, sampling, on_step)
+        return self._run(inputs, max(lengths), seeds, sampling, on_step, lengths)
 
-    def _run(self, inputs, new_tokens, seeds, sampling: Sampling, on_step) -> np.ndarray:
-        return self.decoding.run(inputs, new_tokens, seeds, sampling, on_step)
+    def _run(self, inputs, new_tokens, seeds, sampling: Sampling, on_step, lengths=None) -> np.ndarray:
+        return self.decoding.run(inputs, new_tokens, seeds, sampling, on_step, lengths)
