@@ -209,5 +209,8 @@ def test_buckets_group_similar_lengths_and_everything_on_a_gpu():
     from scoretool.music.musicgen import StepCost
 
     assert buckets(steps, 8, StepCost(per_clip=0.18, per_position=0.00097)) == [[4], [0, 2, 5], [1, 3]]
+    # A call's KV cache: its clips times its longest clip's steps stay within max_positions.
+    assert buckets(steps, 8, GPU_STEP_COST, max_positions=3000) == [[4, 0], [2, 5, 1, 3]]
+    assert buckets(steps, 8, GPU_STEP_COST, max_positions=1000) == [[4], [0], [2], [5, 1], [3]]
     assert buckets(steps, 8, GPU_STEP_COST) == [[4, 0, 2, 5, 1, 3]]
     assert buckets(steps, 2, GPU_STEP_COST) == [[4, 0], [2, 5], [1, 3]]

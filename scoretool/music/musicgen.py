@@ -23,6 +23,9 @@ WINDOW = 30.0  # seconds: MusicGen's trained context
 CONTEXT = 10.0  # seconds of the previous window a new window hears (20 s of new music per window)
 SEAM = 0.05  # seconds of crossfade where a continuation joins what came before
 MAX_BATCH = 8
+# A call's self-attention KV cache holds every row to the call's longest clip: 8 windows of 30 s of
+# musicgen-small would take 2.4 GB in bf16 (4.7 GB in fp32). Calls are kept under this many bytes.
+KV_BUDGET = 768 * 2**20
 # EnCodec's decoder looks ahead a few frames (about 75 ms): every clip is generated this much past
 # its end and trimmed, so its audio is the same whether a longer clip shared its batch or not.
 LOOKAHEAD = 0.16
@@ -60,12 +63,15 @@ CPU_STEP_COST = {
 GPU_STEP_COST = StepCost()  # launch-bound: a longer batch costs about what one clip does
 
 
-def buckets(lengths: list[int], max_batch: int, cost: StepCost) -> list[list[int]]:
+def buckets(lengths: list[int], max_batch: int, cost: StepCost, max_positions: int | None = None) -> list[list[int]]:
     """Group clip indices into `generate` calls, longest first: each call decodes as many steps as its
-    longest member, and a clip joins the call only where that costs less than a call of its own."""
+    longest member, and a clip joins the call only where that costs less than a call of its own, and
+    where the call's clips times its longest one's steps stay within `max_positions` (its KV cache)."""
     groups: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if groups and len(groups[-1]) < max_batch and cost.joins(lengths[groups[-1][0]], lengths[i]):
+        room = groups and len(groups[-1]) < max_batch
+        room = room and (max_positions is None or (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= max_positions)
+        if room and cost.joins(lengths[groups[-1][0]], lengths[i]):
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -141,7 +147,16 @@ class MusicGenGenerator:
 
     def _calls(self, first: list[float]) -> list[list[int]]:
         """The first windows of these clips, grouped into calls."""
-        return buckets([self.new_tokens(d + LOOKAHEAD) for d in first], MAX_BATCH, self.step_cost)
+        lengths = [self.new_tokens(d + LOOKAHEAD) for d in first]
+        return buckets(lengths, MAX_BATCH, self.step_cost, max(1, KV_BUDGET // self.kv_bytes_per_position))
+
+    @property
+    def kv_bytes_per_position(self) -> int:
+        """Self-attention KV cache bytes a clip takes per position (keys and values of every layer, for
+        guidance's two rows) in the cache the decoding runs on (generate's: fp32 at most)."""
+        cfg = self.model.config.decoder
+        itemsize = self.fast.decoder.cache_dtype.itemsize if self.fast is not None else 4
+        return 2 * cfg.num_hidden_layers * 2 * cfg.hidden_size * itemsize
 
     @property
     def fast(self):
