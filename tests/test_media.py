@@ -668,10 +668,24 @@ def test_write_atomic(tmp_path):
 
 @needs_media
 @pytest.mark.parametrize("ext, video_codec, audio_codec", [(".mp4", "h264", "aac"), (".webm", "vp9", "opus")])
-def test_still_video(tmp_path, ext, video_codec, audio_codec):
+def test_still_video(tmp_path, ext, video_codec, audio_codec, monkeypatch):
+    import tempfile
+
+    from scoretool import files
+
     wav = write_tone(tmp_path / "music.wav", 2.5)
     out = tmp_path / f"still{ext}"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    during = []
+    run = mux.run_ffmpeg
+    monkeypatch.setattr(mux, "run_ffmpeg", lambda *a, **k: during.extend(os.listdir(temp)) or run(*a, **k))
     mux.still_video(str(CHELSEA), str(wav), str(out), 2.33)
+    # its work folder is one a later run sweeps if this one is killed; gone when it ends
+    assert during and all(files._TEMP_NAME.fullmatch(n) and n.startswith("scoretool-still-") for n in during)
+    assert not os.listdir(temp)
+    temp.rmdir()
     info = probe(out)
     assert (info.width, info.height) == (450, 300)  # 451 is odd: cropped by one pixel
     assert info.duration == pytest.approx(2.33, abs=0.002)

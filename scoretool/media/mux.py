@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 
 from scoretool.errors import OutputError
-from scoretool.files import write_atomic
+from scoretool.files import temp_folder, write_atomic
 from scoretool.media.ffmpeg import run_ffmpeg
 from scoretool.media.info import MediaInfo
 
@@ -173,7 +173,7 @@ def still_video(image_path: str, audio_wav: str, output_path: str, duration: flo
         video_args = ["-c:v", "libx264", "-tune", "stillimage", "-preset", "medium", "-crf", "20"]
 
     fps = still_frame_rate(duration)
-    with tempfile.TemporaryDirectory(prefix="scoretool-still-") as work:
+    with temp_folder("still") as work:
         # Pillow reads more kinds of image than ffmpeg and applies the EXIF rotation; it decodes a
         # big photo at about the size the video gets.
         png = os.path.join(work, "still.png")
