@@ -54,6 +54,15 @@ def requested() -> bool:
     return bool(_received)
 
 
+def raise_if_requested() -> None:
+    """Raise again a signal that arrived but whose exception went nowhere: swallowed by a library's
+    bare `except`, or lost inside an import (which can also leave that module's import lock held, so
+    a thread importing it waits for ever). Called where the main thread waits or starts new work.
+    Outside the CLI's `handled()` nothing is ever recorded and this does nothing."""
+    if _received and not _held:
+        raise _exception(_received[0])
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
     """A step a signal must not cut in two (a child process started, but not yet held by anyone

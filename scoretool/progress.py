@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import interrupts
+
 
 class Reporter:
     def __init__(self) -> None:
@@ -18,6 +20,7 @@ class Reporter:
 
     @contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        interrupts.raise_if_requested()  # no new stage after a Ctrl-C whose exception went astray
         started = time.perf_counter()
         handle = self._begin(name, total)
         try:

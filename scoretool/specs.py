@@ -82,6 +82,18 @@ def caption_spec(settings) -> ModelSpec:
     return model_spec(settings, "caption")[0]
 
 
+def _wait(loading: Future):
+    """The load's result; a Ctrl-C or SIGTERM that reached the process while it loads ends the wait,
+    even one whose exception was lost (the load may then wait for ever on an import lock the main
+    thread was left holding: `interrupts.raise_if_requested`)."""
+    while True:
+        interrupts.raise_if_requested()
+        try:
+            return loading.result(timeout=0.2)
+        except TimeoutError:
+            continue
+
+
 class Loaded(Generic[T]):
     """A model factory `spec -> model` that loads each spec once. `preload(spec)` starts loading in
     a thread, to hide the load behind work that needs no model (the analysis decode, say); the
@@ -106,7 +118,7 @@ class Loaded(Generic[T]):
             if spec in self._models:
                 return self._models[spec]
             loading = self._loading.pop(spec, None)
-        model = loading.result() if loading else self._load(spec)
+        model = _wait(loading) if loading else self._load(spec)
         with self._lock:
             return self._models.setdefault(spec, model)
 

@@ -42,7 +42,8 @@ class Run:
     def __init__(self, work: Path, args: list, *, terminal: bool = False):
         self.work, self.tmpdir = work, work / "tmp"
         self.tmpdir.mkdir(exist_ok=True)
-        env = {**os.environ, "TMPDIR": str(self.tmpdir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "120",
+               "PYTHONFAULTHANDLER": "1"}  # a run that hangs shows its threads' stacks when aborted (finish)
         self.text, self._reader = "", None
         if terminal:  # a person's terminal: scoretool draws one progress row per stage
             master, slave = pty.openpty()
@@ -83,8 +84,15 @@ class Run:
             time.sleep(0.01)
 
     def finish(self, timeout: float = 60) -> tuple[int, str]:
-        """(exit status, stderr) once the run has ended."""
-        _, stderr = self.proc.communicate(timeout=timeout)
+        """(exit status, stderr) once the run has ended; a run still going after `timeout` is aborted
+        and the test fails with where its threads were."""
+        try:
+            _, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _, stderr = self.proc.communicate(timeout=30)
+            stacks = self.shown() if self._reader else stderr.decode("utf-8", "replace")
+            pytest.fail(f"the run did not end {timeout} s after the signal; it was at:\n{stacks[-6000:]}")
         if self._reader:
             self._reader.join(timeout=10)
             return self.proc.returncode, self.shown()
@@ -377,3 +385,29 @@ interrupts.handled(work)
     assert run.returncode == 143, run.stderr
     assert run.stderr.strip() == "Terminated (SIGTERM).", run.stderr
     assert not marker.exists()
+
+
+def test_a_lost_interrupt_ends_the_wait_for_a_model_and_any_new_stage(monkeypatch):
+    """A Ctrl-C whose KeyboardInterrupt went astray (a bare `except` in a library, an import it cut in
+    two, which can leave that module's import lock held while a loading thread waits on it) must not
+    leave the main thread waiting for that load for ever, nor starting new stages."""
+    from scoretool import interrupts
+    from scoretool.progress import Reporter
+    from scoretool.specs import Loaded, ModelSpec
+
+    never = threading.Event()
+    loads = Loaded(lambda spec: never.wait())
+    spec = ModelSpec("m", "cpu")
+    loads.preload(spec)
+    interrupts.raise_if_requested()  # nothing received: nothing raised
+    with Reporter().stage("captions"):
+        pass
+    monkeypatch.setattr(interrupts, "_received", [signal.SIGINT])
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        loads(spec)
+    assert time.monotonic() - started < 5
+    monkeypatch.setattr(interrupts, "_received", [signal.SIGTERM])
+    with pytest.raises(interrupts.Terminated), Reporter().stage("music"):
+        pass
+    never.set()
