@@ -127,10 +127,8 @@ def _exit_now(signum, frame) -> None:
 
 
 def _raise(signum, frame) -> None:
-    if frame is not None and frame.f_code.co_name == "__del__":
-        # An exception raised in a finalizer is lost (Python prints "Exception ignored in ...", a
-        # traceback, and goes on): deliver the signal again in a moment, outside the finalizer.
-        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+    if frame is not None and _unsafe_to_raise_in(frame.f_code):
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()  # again in a moment, elsewhere
         return
     _received.append(signum)
     install()  # a second signal, during the cleanup, ends the process at once
@@ -138,6 +136,14 @@ def _raise(signum, frame) -> None:
         _held.append(signum)
         return
     raise _exception(signum)
+
+
+def _unsafe_to_raise_in(code) -> bool:
+    """Where an exception must not be raised: a finalizer, where it is lost (Python prints "Exception
+    ignored in ...", a traceback, and goes on), and the import machinery, where it can also be lost
+    (its module-lock weakref callback) and can leave an import lock held, so that another thread's
+    import (a model loading) then waits for ever."""
+    return code.co_name == "__del__" or code.co_filename.startswith("<frozen importlib")
 
 
 def _exception(signum: int) -> BaseException:

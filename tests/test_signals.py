@@ -387,6 +387,39 @@ interrupts.handled(work)
     assert not marker.exists()
 
 
+def test_a_signal_that_lands_in_the_import_machinery_waits_until_it_is_out(tmp_path):
+    """Raised inside importlib, the exception can be lost (its module-lock callback) and leave an
+    import lock held, which a model-loading thread then waits on for ever (seen: `plan` + SIGINT
+    during the analysis decode, once in 36 runs). The signal is delivered again once out of it."""
+    marker = tmp_path / "finished"
+    script = f"""
+import os, signal, sys, time
+from scoretool import interrupts
+interrupts.install()
+
+class Finder:
+    def find_spec(self, name, path, target=None):
+        if name == "no_such_module_here":  # the handler, as if the signal landed in importlib's frame
+            interrupts._raise(signal.SIGTERM, sys._getframe(1))
+        return None
+
+def work():
+    sys.meta_path.insert(0, Finder())
+    try:
+        import no_such_module_here
+    except ImportError:
+        print("import ran to its end")
+    time.sleep(3)
+    open({str(marker)!r}, "w").write("done")
+
+interrupts.handled(work)
+"""
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root)
+    assert (run.returncode, run.stdout, run.stderr) == (143, "import ran to its end\n", "Terminated (SIGTERM).\n")
+    assert not marker.exists()
+
+
 def test_a_lost_interrupt_ends_the_wait_for_a_model_and_any_new_stage(monkeypatch):
     """A Ctrl-C whose KeyboardInterrupt went astray (a bare `except` in a library, an import it cut in
     two, which can leave that module's import lock held while a loading thread waits on it) must not
