@@ -129,8 +129,8 @@ class Int8Linear(torch.nn.Module):
         lo = x.amin(-1, keepdim=True)
         span = x.amax(-1, keepdim=True).sub_(lo).clamp_min_(1e-30)
         y = torch.ops.quantized.linear_dynamic((x - lo).div_(span), self._packed, True)
-        y = torch.addcmul(lo * self.rowsum, y, span)
-        return y if self.bias is None else y + self.bias
+        y = y.mul_(span).addcmul_(lo, self.rowsum)  # in place: fbgemm's output is ours
+        return y if self.bias is None else y.add_(self.bias)
 
 
 @contextlib.contextmanager

@@ -196,18 +196,23 @@ class Decoder:
     # ------------------------------------------------------------------ the step
 
     def step(self, x_tok, pos, kv, kv_len, self_bias, cross_k, cross_v, cross_mask, positions, rows):
-        """One decoder step for input tokens (batch, K) at position `pos`; returns logits (rows, K, vocab)."""
+        """One decoder step for input tokens (batch, K) at position `pos`; returns logits (rows, K, vocab).
+        `pos`: an int (the eager loop: plain slicing, the cheapest on a CPU) or a one-element tensor on
+        the device (the static loop: its CUDA graphs replay with the position read from memory)."""
         # as MusicgenDecoder: sum of the codebook embeddings (in order), then the sinusoidal position
         x = F.embedding(x_tok[:, 0], self.embed[0])
         for k in range(1, self.K):
             x = x + F.embedding(x_tok[:, k], self.embed[k])
         if rows != x_tok.shape[0]:
             x = torch.cat([x, x], dim=0)
-        x = x + positions.index_select(0, pos)
+        x = x + (positions[pos] if isinstance(pos, int) else positions.index_select(0, pos))
         for i, layer in enumerate(self.layers):
             cache = kv[i]  # (2, rows, heads, cache_len, head_dim)
             q, new_kv = self._self_qkv(self._norm(x, layer.ln1), layer, rows)
-            cache.index_copy_(3, pos, new_kv.to(self.cache_dtype))
+            if isinstance(pos, int):
+                cache[:, :, :, pos].copy_(new_kv[:, :, :, 0])  # casts as it copies
+            else:
+                cache.index_copy_(3, pos, new_kv.to(self.cache_dtype))
             a = self._attend(q.to(self.cache_dtype), cache[0, :, :, :kv_len], cache[1, :, :, :kv_len], self_bias).to(x.dtype)
             x = self._residual(x, a.transpose(1, 2).reshape(rows, self.D), layer.o)
             q = self._lin(self._norm(x, layer.ln2), layer.cq).view(rows, 1, self.H, self.hd).transpose(1, 2)

@@ -309,9 +309,8 @@ class FastMusicgen:
         out = torch.zeros((job.batch, self.K, job.steps), dtype=torch.long, device=dev)
         ends = [P + n for n in (job.lengths or [job.new_tokens] * job.batch)]  # the step each item is done at
         alive = list(range(job.batch))  # the items still decoding (their rows, in order)
-        items = torch.tensor(alive, device=dev)
+        items = slice(None)  # their index, once one has left (until then: all of them)
         tok = job.table[:, :, P].clone()
-        pos = torch.zeros(1, dtype=torch.long, device=dev)
         bad = torch.zeros((), dtype=torch.bool, device=dev)
         for s in range(P, job.steps):
             if any(ends[i] <= s for i in alive):
@@ -320,15 +319,15 @@ class FastMusicgen:
                 kv = kv.index_select(2, kept_rows)
                 cross_k = [k.index_select(0, kept_rows) for k in cross_k]
                 cross_v = [v.index_select(0, kept_rows) for v in cross_v]
-                cross_mask, tok, items, rows = cross_mask.index_select(0, kept_rows), tok[keep], items[keep], len(kept_rows)
                 alive = [i for i in alive if ends[i] > s]
+                cross_mask, tok, rows = cross_mask.index_select(0, kept_rows), tok[keep], len(kept_rows)
+                items = torch.tensor(alive, device=dev)
             if s == P and P:
                 logits = self._prefill(job, enc_mask, kv, rows)
             else:
-                pos.fill_(s)
-                logits = d.step(tok, pos, kv, s + 1, None, cross_k, cross_v, cross_mask, positions, rows)
+                logits = d.step(tok, s, kv, s + 1, None, cross_k, cross_v, cross_mask, positions, rows)
             noise = job.noise.step(s - P) if job.noise is not None else None
-            if noise is not None and len(alive) < job.batch:
+            if noise is not None:
                 noise = noise[items]
             chosen, guided = self._pick(logits, len(alive), job.settings, noise)
             bad |= ~torch.isfinite(guided).all()
