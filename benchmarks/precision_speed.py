@@ -7,7 +7,9 @@ The musicgen-small architecture with random weights (bench.py's `small_config()`
 sampling with guidance 3 and top-k 250 as the pipeline runs it. Every (precision, batch) pair runs once
 per round, rounds interleaved, so machine noise hits all alike; a step's time is the median gap between
 the loop's step callbacks (the text encoder and the first steps left out). Also the text encoder's and
-the codec's time per call, which do not depend on the precision (both stay fp32).
+the codec's time per call, which do not depend on the precision (both stay fp32). And the memory
+read bandwidth here with each precision's floor for a step (its weights read once at that bandwidth):
+how near each step runs to its floor, and the most a precision could gain over fp32's measured step.
 """
 
 from __future__ import annotations
@@ -85,6 +87,50 @@ def encoder_and_codec_ms(fast, inputs, frames: int = 50) -> dict:
     return {"text_encoder_ms": round(1000 * (t1 - t0), 1), "codec_ms_per_second_of_audio": round(1000 * (t2 - t1), 1)}
 
 
+BYTES_PER_WEIGHT = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+
+
+def read_bandwidth_gb_s(mib: int = 512, reps: int = 5) -> float:
+    """The memory read bandwidth torch reaches here on all its threads (a sum over `mib` MiB of
+    fp32, best of `reps`): what a decoding step's weight reads are bound by."""
+    import torch
+
+    data = torch.ones(mib * 2**20 // 4)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - t0)
+    return data.numel() * 4 / best / 1e9
+
+
+def step_weight_bytes(model, precision: str) -> int:
+    """Bytes of weights one decoding step reads: every layer's self-attention q/k/v/out, cross-attention
+    q/out (its keys and values are computed once per call), the feed-forward, and the LM heads."""
+    cfg = model.config.decoder
+    d, ffn = cfg.hidden_size, cfg.ffn_dim
+    per_layer = 6 * d * d + 2 * d * ffn
+    return (cfg.num_hidden_layers * per_layer + cfg.num_codebooks * cfg.vocab_size * d) * BYTES_PER_WEIGHT[precision]
+
+
+def floors(model, precisions: list[str], best: dict, batches: list[int]) -> dict:
+    """The memory-bandwidth floor of a step at each precision (its weights read once), how close the
+    measured step at the smallest batch comes to it, and the most any precision could gain over fp32
+    here if its step ran at its floor (fp32's measured step over that floor)."""
+    bandwidth = read_bandwidth_gb_s()
+    b = min(batches)
+    out = {"read_bandwidth_gb_s": round(bandwidth, 1), "at_batch": b, "per_precision": {}}
+    for p in precisions:
+        nbytes = step_weight_bytes(model, p)
+        floor_ms = nbytes / bandwidth / 1e6
+        entry = {"weight_mb_per_step": round(nbytes / 1e6), "floor_ms": round(floor_ms, 1),
+                 "floor_over_measured": round(floor_ms / best[f"{p} b{b}"], 2)}  # fmt: skip
+        if "fp32" in precisions:
+            entry["ceiling_vs_fp32"] = round(best[f"fp32 b{b}"] / floor_ms, 2)
+        out["per_precision"][p] = entry
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default="small", choices=["small", "tiny"])
@@ -128,11 +174,12 @@ def main(argv=None) -> int:
         "speedup_vs_fp32": {k: round(best[f"fp32 {k.split()[1]}"] / v, 2) for k, v in best.items() if "fp32" in precisions},
         "batch4_over_batch1": {p: round(best[f"{p} b{max(batches)}"] / best[f"{p} b{min(batches)}"], 2) for p in precisions},
         **encoder_and_codec_ms(fasts[precisions[0]], inputs[max(batches)]),
+        "bandwidth_floor": floors(model, precisions, best, batches),
     }  # fmt: skip
     print(f"\n{'':8}" + "".join(f"{'b' + str(b):>10}" for b in batches))
     for p in precisions:
         print(f"{p:8}" + "".join(f"{best[f'{p} b{b}']:>8.1f}ms" for b in batches))
-    print(json.dumps({k: result[k] for k in ("auto_picks", "speedup_vs_fp32", "batch4_over_batch1")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("auto_picks", "speedup_vs_fp32", "batch4_over_batch1", "bandwidth_floor")}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0

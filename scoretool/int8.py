@@ -80,6 +80,21 @@ class Int8Linear(torch.nn.Module):
             self.register_buffer("rowsum", rowsum, persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
         self.in_features, self.out_features = q.shape[1], q.shape[0]
+        self._rows = None  # the weight packed for int8_kernel instead (`use_rows_kernel`)
+
+    def use_rows_kernel(self) -> bool:
+        """Run on `int8_kernel` from now on, its packing in place of fbgemm's (few rows: MusicGen's decoding
+        step); False, and fbgemm stays, where that kernel can't run here."""
+        from .int8_kernel import RowsWeight, unavailable_reason
+
+        if self._rows is not None:
+            return True
+        if unavailable_reason() is not None:
+            return False
+        q = self.quantized_weight()
+        self._rows = RowsWeight(q.int_repr(), q.q_per_channel_scales(), self.rowsum, self.bias)
+        self._packed = None
+        return True
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
@@ -88,9 +103,13 @@ class Int8Linear(torch.nn.Module):
             return cls(_per_channel(weight), bias)
 
     def quantized_weight(self) -> torch.Tensor:
-        """The per-channel qint8 weight (unpacked from fbgemm's layout)."""
+        """The per-channel qint8 weight (unpacked from fbgemm's layout, or the kernel's)."""
         with warnings.catch_warnings(), _engine("fbgemm"):
             warnings.simplefilter("ignore")
+            if self._rows is not None:
+                scales = self._rows.channel_scales().double()
+                zero = torch.zeros(self.out_features, dtype=torch.long)
+                return torch._make_per_channel_quantized_tensor(self._rows.int8(), scales, zero, 0)
             return torch.ops.quantized.linear_unpack(self._packed)[0]
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -126,6 +145,8 @@ class Int8Linear(torch.nn.Module):
         """x (..., in) fp32. Few, in-place ops: this runs ~150 times a decoding step."""
         if x.dim() != 2:
             return self.forward(x.reshape(-1, x.shape[-1])).view(*x.shape[:-1], self.out_features)
+        if self._rows is not None:
+            return self._rows.linear(x)
         lo = x.amin(-1, keepdim=True)
         span = x.amax(-1, keepdim=True).sub_(lo).clamp_min_(1e-30)
         y = torch.ops.quantized.linear_dynamic((x - lo).div_(span), self._packed, True)
@@ -150,6 +171,18 @@ def fuse_groups(groups: list[list[Int8Linear]]) -> list[Int8Linear]:
     """`Int8Linear.fused` of each group, built on `builders`."""
     with builders() as pool:
         return list(pool.map(Int8Linear.fused, groups))
+
+
+def use_rows_kernel(layers: list[Int8Linear]) -> str | None:
+    """`Int8Linear.use_rows_kernel` for each layer (repacked on `builders`); why not, where the kernel
+    can't run here (the layers then stay on fbgemm)."""
+    from .int8_kernel import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        with builders() as pool:
+            list(pool.map(Int8Linear.use_rows_kernel, layers))
+    return reason
 
 
 def quantize_linears(

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
+from .cpu_flags import cpu_flags
 from .errors import ScoreToolError
 
 Role = Literal["music", "caption"]
@@ -52,23 +52,12 @@ class CpuKernels:
         return [f for f in NATIVE_BF16_FLAGS if f in self.flags]
 
 
-def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-@functools.cache
 def cpu_kernels() -> CpuKernels:
     import torch
 
     from .int8 import int8_unavailable_reason
 
-    return CpuKernels(torch.backends.cpu.get_cpu_capability(), _cpu_flags(), int8_unavailable_reason())
+    return CpuKernels(torch.backends.cpu.get_cpu_capability(), cpu_flags(), int8_unavailable_reason())
 
 
 def machine_summary() -> dict:

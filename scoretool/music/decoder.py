@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import memory
-from ..int8 import Int8Linear, fuse_groups
+from ..int8 import Int8Linear, fuse_groups, use_rows_kernel
 
 Weight = torch.Tensor | Int8Linear
 
@@ -108,11 +108,14 @@ class Decoder:
 
     def _fuse_int8(self, layers, heads: list[torch.nn.Module]) -> None:
         """int8: each layer's q, k, v as one GEMM, and the four LM heads as one, built a few at a time
-        on a thread per core (`int8.fuse_groups`: unpacking, joining and prepacking again)."""
+        on a thread per core (`int8.fuse_groups`: unpacking, joining and prepacking again); then every
+        layer a step runs packed for `int8_kernel`'s few-row kernel where it can run here."""
         groups = [[self._int8(a.q_proj), self._int8(a.k_proj), self._int8(a.v_proj)] for a in (x.self_attn for x in layers)]
         *qkv, self.heads_int8 = fuse_groups(groups + [[self._int8(h) for h in heads]])
         for entry, fused in zip(self.layers, qkv):
             entry.qkv = fused
+        step_layers = [getattr(e, name) for e in self.layers for name in ("qkv", "o", "cq", "co", "fc1", "fc2")]
+        use_rows_kernel(step_layers + [self.heads_int8])
         memory.trim()  # the unpacked and joined int8 copies
 
     def _load_heads(self, heads: list[torch.nn.Module]) -> None:

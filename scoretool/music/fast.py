@@ -148,12 +148,9 @@ class FastMusicgen:
         own tokens are the same as without `lengths` wherever its rows' results do not depend on the
         batch's size (int8 and bf16; fp32 is left to run every row, as generate does).
         """
-        self._check(input_ids.shape[0], new_tokens, prompt_codes, do_sample, seeds)
-        if lengths is not None:
-            for n in lengths:
-                self._check(input_ids.shape[0], n, prompt_codes, do_sample, seeds)
-            if len(lengths) != input_ids.shape[0] or max(lengths) > new_tokens:
-                raise ValueError("lengths needs one count per batch item, none over new_tokens")
+        if lengths is not None and (len(lengths) != input_ids.shape[0] or max(lengths) > new_tokens):
+            raise ValueError("lengths needs one count per batch item, none over new_tokens")
+        self._check(input_ids.shape[0], min(lengths or [new_tokens]), prompt_codes, do_sample, seeds)
         batch = input_ids.shape[0]
         cfg = guidance_scale is not None and guidance_scale > 1
         with torch.inference_mode():

@@ -1,0 +1,101 @@
+"""The few-row int8 kernel (scoretool/int8_kernel.py): accurate, batch-independent, repacked losslessly,
+and where it can't run, said why with fbgemm kept."""
+
+import pytest
+import torch
+
+from scoretool import int8, int8_kernel
+
+needs_kernel = pytest.mark.skipif(
+    int8.int8_unavailable_reason() is not None or int8_kernel.unavailable_reason() is not None,
+    reason=f"the int8 rows kernel can't run here: {int8_kernel.unavailable_reason()}",
+)
+
+
+def _layers(out_features, in_features, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(out_features, in_features, generator=g) * 0.05
+    b = torch.randn(out_features, generator=g) if bias else None
+    fbgemm = int8.Int8Linear.quantize(weight, b)
+    rows = int8.Int8Linear.quantize(weight, b)
+    assert rows.use_rows_kernel()
+    return weight, b, fbgemm, rows
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(64, 32), (200, 30), (8192, 1024), (33, 4097)], ids=str)
+def test_the_kernel_is_as_accurate_as_fbgemm_on_any_shape(shape):
+    weight, b, fbgemm, rows = _layers(*shape)
+    x = torch.randn(5, shape[1]) * 3 + 1
+    exact = torch.nn.functional.linear(x, weight, b)
+    error = lambda y: ((y - exact).norm() / exact.norm()).item()  # noqa: E731
+    assert rows.forward(x).shape == exact.shape
+    assert error(rows.forward(x)) < 0.02  # 8-bit activations, per-channel int8 weights
+    assert error(rows.forward(x)) <= error(fbgemm.forward(x)) * 1.1  # fbgemm's path: 7-bit activations
+
+
+@needs_kernel
+def test_a_rows_result_is_the_same_whatever_shares_its_call():
+    _, _, _, rows = _layers(300, 72)
+    x = torch.randn(13, 72)
+    together = rows.forward(x)  # 13 rows: the kernel's passes of 6, 6 and 1
+    for i in range(13):
+        assert torch.equal(rows.forward(x[i : i + 1]), together[i : i + 1])
+    assert torch.equal(rows.forward(x[3:9]), together[3:9])
+    assert torch.equal(rows.forward(x.view(13, 1, 72)).view(13, 300), together)  # 3-D input
+
+
+@needs_kernel
+def test_repacking_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
+    _, _, fbgemm, rows = _layers(130, 48, bias=False)
+    before, after = fbgemm.quantized_weight(), rows.quantized_weight()
+    assert torch.equal(before.int_repr(), after.int_repr())
+    assert torch.equal(before.q_per_channel_scales(), after.q_per_channel_scales())
+    assert torch.equal(fbgemm.state()["rowsum"], rows.state()["rowsum"])
+    # a fused layer (q, k, v) made of kernel layers gives each part's own result
+    _, _, _, other = _layers(70, 48, bias=False, seed=1)
+    fused = int8.Int8Linear.fused([rows, other])
+    assert fused.use_rows_kernel()
+    x = torch.randn(4, 48)
+    assert torch.equal(fused.forward(x), torch.cat([rows.forward(x), other.forward(x)], dim=1))
+
+
+@pytest.mark.parametrize(
+    "env, why",
+    [({"SCORETOOL_INT8_KERNEL": "0"}, "turned off"), ({"CC": "no-such-compiler-here"}, "no C compiler")],
+    ids=["turned-off", "no-compiler"],
+)
+def test_where_the_kernel_cannot_run_the_reason_is_given_and_fbgemm_stays(monkeypatch, caplog, env, why):
+    if int8.int8_unavailable_reason() is not None:
+        pytest.skip("no fbgemm int8 kernels here")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    int8_kernel._library.cache_clear()
+    try:
+        with caplog.at_level("INFO", logger="scoretool"):
+            reason = int8_kernel.unavailable_reason()
+        if "lacks" in (reason or "") and why == "no C compiler":
+            pytest.skip(f"this CPU can't run it anyway: {reason}")
+        assert why in reason and why in caplog.text
+        layer = int8.Int8Linear.quantize(torch.randn(64, 32))
+        assert layer.use_rows_kernel() is False
+        x = torch.randn(2, 32)
+        assert layer.forward(x).shape == (2, 64)
+    finally:
+        int8_kernel._library.cache_clear()
+
+
+@needs_kernel
+def test_the_built_kernel_is_kept_in_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCORETOOL_CACHE_DIR", str(tmp_path))
+    int8_kernel._library.cache_clear()
+    try:
+        assert int8_kernel.unavailable_reason() is None
+        built = list((tmp_path / "kernels").iterdir())
+        assert len(built) == 1 and built[0].suffix == ".so"  # no partial file left
+        stamp = built[0].stat().st_mtime_ns
+        int8_kernel._library.cache_clear()
+        assert int8_kernel.unavailable_reason() is None
+        assert built[0].stat().st_mtime_ns == stamp  # loaded again, not rebuilt
+    finally:
+        int8_kernel._library.cache_clear()
