@@ -5,8 +5,8 @@
     python benchmarks/precision.py --quick --out bench-out/precision-quick.json
 
 Runs `scoretool score INPUT --prompt ... --bridge offline --no-cache --json --caption-model BLIP
---music-model MUSICGEN --precision P` for each P (fp32, bf16, int8, auto), each in a subprocess of
-its own, with the musicgen-small- and blip-base-shaped random-weight folders of benchmarks/shapes.py
+--music-model MUSICGEN --precision P` for each P (fp32, bf16, int8, auto, and `int8-fbgemm`: int8
+with SCORETOOL_INT8_KERNEL=0, fbgemm's kernels only), each in a subprocess of its own, with the musicgen-small- and blip-base-shaped random-weight folders of benchmarks/shapes.py
 (built once, then reused). Per run: the stage timings `--json` reports (models loading, captions,
 music, ...), the whole run's wall time, peak RSS (the child's own `ru_maxrss`, from `os.wait4`),
 and which precision each model really ran in (and why). Ratios are fp32's time over each
@@ -39,7 +39,9 @@ sys.path.insert(0, str(HERE))
 from shapes import DEFAULT_CACHE, build_folders  # noqa: E402
 from scoretool.media.ffmpeg import ffmpeg_exe  # noqa: E402
 
-PRECISIONS = ("fp32", "bf16", "int8", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "int8-fbgemm", "auto")
+# Runs that are a precision with something turned off: name -> (--precision, environment)
+VARIANTS = {"int8-fbgemm": ("int8", {"SCORETOOL_INT8_KERNEL": "0"})}  # int8 without the few-row int8 kernel
 PROMPT = "warm cinematic strings, 90 BPM"
 WHOLE = "whole run"  # the wall time of the subprocess, next to --json's own stage timings
 QUICK_SECONDS = 4.0
@@ -54,9 +56,10 @@ def scoretool_command(input_path: Path, output: Path, folders: dict[str, Path], 
     ]  # fmt: skip
 
 
-def run_once(command: list[str], log: Path, cache_dir: Path) -> dict:
+def run_once(command: list[str], log: Path, cache_dir: Path, extra_env: dict | None = None) -> dict:
     """One scoretool run: its `--json` summary, wall time and peak RSS (MiB)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", SCORETOOL_CACHE_DIR=str(cache_dir))
+    env.update(extra_env or {})
     started = time.perf_counter()
     with open(log, "wb") as err, tempfile.TemporaryFile() as out:
         child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
@@ -169,16 +172,18 @@ def _run(args, precisions, folders, work: Path) -> int:
         "meta": {"input": str(clip), "reps": reps, "quick": args.quick, "folders": {k: str(v) for k, v in folders.items()},
                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
                  "command": " ".join(scoretool_command(clip, Path("OUT.mp4"), folders, "P"))},
-        "runs": {p: [] for p in precisions},
+        "runs": {p: [] for p in precisions}, "variants": {p: VARIANTS[p] for p in precisions if p in VARIANTS},
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for rep in range(reps):
         for precision in precisions:
             print(f"[rep {rep + 1}/{reps}] --precision {precision} ...", flush=True)
-            command = scoretool_command(clip, work / f"out-{precision}.mp4", folders, precision)
+            flag, extra_env = VARIANTS.get(precision, (precision, {}))
+            command = scoretool_command(clip, work / f"out-{precision}.mp4", folders, flag)
             # The int8 store starts empty: the first int8 run quantizes (cold), later ones load it (warm).
             warm = any((work / "cache" / "int8").glob("*.safetensors"))
-            entry = {**run_once(command, work / f"{precision}-{rep}.log", work / "cache"), "int8_store": "warm" if warm else "cold"}
+            entry = run_once(command, work / f"{precision}-{rep}.log", work / "cache", extra_env)
+            entry["int8_store"] = "warm" if warm else "cold"
             print(f"  {entry.get('error') or entry['timings']}  peak {entry['peak_rss_mib']} MiB", flush=True)
             data["runs"][precision].append(entry)
             data["results"] = {p: best(r) for p, r in data["runs"].items() if r}

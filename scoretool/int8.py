@@ -63,44 +63,42 @@ def _per_channel(weight: torch.Tensor) -> torch.Tensor:
 class Int8Linear(torch.nn.Module):
     """y = x @ weight.T (+ bias) with int8 weights (per output channel) and per-row int8 activations.
     Build one with `quantize(weight, bias)` or `fused([...])`; `Int8Linear(q, bias)` takes a per-channel
-    qint8 weight."""
+    qint8 weight. `few_rows=True`: the layer mostly multiplies a few rows at a time (MusicGen's decoding
+    step), so it runs on `int8_kernel`'s few-row kernel where that runs here (else on fbgemm)."""
 
     # No float weight to read: code that casts a layer's input to its `.weight`'s dtype when that is
     # a tensor (T5's feed-forward, for the `wo` it keeps in fp32) leaves the input as it is.
     weight = None
 
-    def __init__(self, q: torch.Tensor, bias: torch.Tensor | None = None, rowsum: torch.Tensor | None = None):
+    def __init__(self, q: torch.Tensor, bias: torch.Tensor | None = None, rowsum: torch.Tensor | None = None,
+                 *, few_rows: bool = False):  # fmt: skip
+        from .int8_kernel import RowsWeight, unavailable_reason
+
         super().__init__()
         with warnings.catch_warnings():  # quantized tensors are deprecated; a torch without them fails here
             warnings.simplefilter("ignore")
-            with _engine("fbgemm"):
-                self._packed = torch.ops.quantized.linear_prepack(q, None)
             if rowsum is None:
                 rowsum = q.dequantize().sum(dim=1)
             self.register_buffer("rowsum", rowsum, persistent=False)
-        self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
+            self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
+            self._packed = self._rows = None  # the weight packed for fbgemm, or for int8_kernel
+            if few_rows and unavailable_reason() is None:
+                self._rows = RowsWeight(q.int_repr(), q.q_per_channel_scales(), rowsum, self.bias)
+            else:
+                with _engine("fbgemm"):
+                    self._packed = torch.ops.quantized.linear_prepack(q, None)
         self.in_features, self.out_features = q.shape[1], q.shape[0]
-        self._rows = None  # the weight packed for int8_kernel instead (`use_rows_kernel`)
 
-    def use_rows_kernel(self) -> bool:
-        """Run on `int8_kernel` from now on, its packing in place of fbgemm's (few rows: MusicGen's decoding
-        step); False, and fbgemm stays, where that kernel can't run here."""
-        from .int8_kernel import RowsWeight, unavailable_reason
-
-        if self._rows is not None:
-            return True
-        if unavailable_reason() is not None:
-            return False
-        q = self.quantized_weight()
-        self._rows = RowsWeight(q.int_repr(), q.q_per_channel_scales(), self.rowsum, self.bias)
-        self._packed = None
-        return True
+    @property
+    def few_rows(self) -> bool:
+        """Whether this layer runs on the few-row kernel."""
+        return self._rows is not None
 
     @classmethod
-    def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
+    def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, *, few_rows: bool = False) -> Int8Linear:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return cls(_per_channel(weight), bias)
+            return cls(_per_channel(weight), bias, few_rows=few_rows)
 
     def quantized_weight(self) -> torch.Tensor:
         """The per-channel qint8 weight (unpacked from fbgemm's layout, or the kernel's)."""
@@ -119,17 +117,18 @@ class Int8Linear(torch.nn.Module):
         return state if self.bias is None else {**state, "bias": self.bias}
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> Int8Linear:
+    def from_state(cls, state: dict[str, torch.Tensor], *, few_rows: bool = False) -> Int8Linear:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             zero = torch.zeros(state["int8"].shape[0], dtype=torch.long)
             q = torch._make_per_channel_quantized_tensor(state["int8"], state["scale"].double(), zero, 0)
-        return cls(q, state.get("bias"), rowsum=state["rowsum"])
+        return cls(q, state.get("bias"), rowsum=state["rowsum"], few_rows=few_rows)
 
     @classmethod
     def fused(cls, layers: list[Int8Linear]) -> Int8Linear:
         """One layer for several bias-free ones that read the same input (q, k, v; the LM heads): the
-        same results as each alone (per-row activations, per-channel weights), one GEMM."""
+        same results as each alone (per-row activations, per-channel weights), one GEMM; on the
+        few-row kernel if they all are."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parts = [layer.quantized_weight() for layer in layers]
@@ -139,7 +138,7 @@ class Int8Linear(torch.nn.Module):
                 torch.cat([p.q_per_channel_zero_points() for p in parts]),
                 0,
             )
-        return cls(q, rowsum=torch.cat([layer.rowsum for layer in layers]))
+        return cls(q, rowsum=torch.cat([layer.rowsum for layer in layers]), few_rows=all(x.few_rows for x in layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., in) fp32. Few, in-place ops: this runs ~150 times a decoding step."""
@@ -173,40 +172,29 @@ def fuse_groups(groups: list[list[Int8Linear]]) -> list[Int8Linear]:
         return list(pool.map(Int8Linear.fused, groups))
 
 
-def use_rows_kernel(layers: list[Int8Linear]) -> str | None:
-    """`Int8Linear.use_rows_kernel` for each layer (repacked on `builders`); why not, where the kernel
-    can't run here (the layers then stay on fbgemm)."""
-    from .int8_kernel import unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is None:
-        with builders() as pool:
-            list(pool.map(Int8Linear.use_rows_kernel, layers))
-    return reason
-
-
 def quantize_linears(
     module: torch.nn.Module,
     read_weight: Callable[[str], torch.Tensor | None] = lambda name: None,
     stored: Mapping[str, dict[str, torch.Tensor]] | None = None,
     skip: Callable[[str], bool] = lambda name: False,
+    few_rows: bool = False,
 ) -> dict[str, Int8Linear]:
     """Replace every `nn.Linear` under `module` by an `Int8Linear`, in place; returns them by name.
     `stored.get(name)`: a layer's `Int8Linear.state()` kept from an earlier quantization (used where
     its shape fits); else `read_weight(name)` gives its fp32 weight from elsewhere (the checkpoint), or
-    None to take the layer's own. Layers `skip(name)` names stay as they are. The layers are built a
-    few at a time on `builders`."""
+    None to take the layer's own. Layers `skip(name)` names stay as they are. `few_rows`: see
+    `Int8Linear`. The layers are built a few at a time on `builders`."""
     targets = [(n, c) for n, c in module.named_modules() if type(c) is torch.nn.Linear and not skip(n)]
 
     def build(target: tuple[str, torch.nn.Linear]) -> Int8Linear:
         name, child = target
         state = (stored or {}).get(name)
         if state is not None and tuple(state["int8"].shape) == tuple(child.weight.shape):
-            return Int8Linear.from_state(state)
+            return Int8Linear.from_state(state, few_rows=few_rows)
         weight = read_weight(name)
         if weight is None or weight.shape != child.weight.shape:
             weight = child.weight
-        return Int8Linear.quantize(weight, child.bias)
+        return Int8Linear.quantize(weight, child.bias, few_rows=few_rows)
 
     layers = {}
     with builders() as pool:

@@ -361,3 +361,24 @@ def test_long_batches_are_decoded_a_few_rows_at_a_time_to_the_same_audio(tiny, m
     chunked = codec.decode_codes(model.audio_encoder, 1, codes)
     assert calls == [2, 1] and chunked.shape == whole.shape
     assert float((chunked - whole).abs().max()) < 1e-5
+
+
+def test_a_long_row_runs_the_codecs_upsampling_a_piece_at_a_time_to_the_same_audio(tiny, monkeypatch):
+    from scoretool.music import codec
+
+    model, _ = tiny
+    encodec = model.audio_encoder
+    codes = torch.randint(0, model.config.decoder.vocab_size, (2, 4, 57))
+    with torch.inference_mode():
+        whole = encodec.decode(codes[None], audio_scales=[None]).audio_values  # transformers' own decode
+    pieces = []
+    stack = encodec.decoder.layers[2]  # the upsampling stack's first layer: one call per piece
+    hook = stack.register_forward_hook(lambda module, args, out: pieces.append(args[0].shape[-1]))
+    monkeypatch.setattr(codec, "WHOLE_FRAMES", 30)
+    monkeypatch.setattr(codec, "PIECE_FRAMES", 20)
+    try:
+        chunked = codec.decode_codes(encodec, 1, codes)
+    finally:
+        hook.remove()
+    assert pieces == [24, 28, 21]  # 0-20 +4, 20-40 +-4, 40-57 -4
+    assert chunked.shape == whole.shape and float((chunked - whole).abs().max()) < 1e-5

@@ -17,8 +17,8 @@ def _layers(out_features, in_features, bias=True, seed=0):
     weight = torch.randn(out_features, in_features, generator=g) * 0.05
     b = torch.randn(out_features, generator=g) if bias else None
     fbgemm = int8.Int8Linear.quantize(weight, b)
-    rows = int8.Int8Linear.quantize(weight, b)
-    assert rows.use_rows_kernel()
+    rows = int8.Int8Linear.quantize(weight, b, few_rows=True)
+    assert rows.few_rows and not fbgemm.few_rows
     return weight, b, fbgemm, rows
 
 
@@ -46,7 +46,7 @@ def test_a_rows_result_is_the_same_whatever_shares_its_call():
 
 
 @needs_kernel
-def test_repacking_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
+def test_packing_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
     _, _, fbgemm, rows = _layers(130, 48, bias=False)
     before, after = fbgemm.quantized_weight(), rows.quantized_weight()
     assert torch.equal(before.int_repr(), after.int_repr())
@@ -55,7 +55,7 @@ def test_repacking_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
     # a fused layer (q, k, v) made of kernel layers gives each part's own result
     _, _, _, other = _layers(70, 48, bias=False, seed=1)
     fused = int8.Int8Linear.fused([rows, other])
-    assert fused.use_rows_kernel()
+    assert fused.few_rows
     x = torch.randn(4, 48)
     assert torch.equal(fused.forward(x), torch.cat([rows.forward(x), other.forward(x)], dim=1))
 
@@ -77,8 +77,8 @@ def test_where_the_kernel_cannot_run_the_reason_is_given_and_fbgemm_stays(monkey
         if "lacks" in (reason or "") and why == "no C compiler":
             pytest.skip(f"this CPU can't run it anyway: {reason}")
         assert why in reason and why in caplog.text
-        layer = int8.Int8Linear.quantize(torch.randn(64, 32))
-        assert layer.use_rows_kernel() is False
+        layer = int8.Int8Linear.quantize(torch.randn(64, 32), few_rows=True)
+        assert not layer.few_rows
         x = torch.randn(2, 32)
         assert layer.forward(x).shape == (2, 64)
     finally:

@@ -2,8 +2,8 @@
 
 The weights are the model's own, in the decoder's precision: fp32 (the same tensors: no copy), fp16 or
 bf16 (copies, activations and KV cache in that dtype too), or int8 (`int8.Int8Linear` for every
-per-step projection and the LM heads, q/k/v and the four heads each fused into one GEMM; activations
-and norms stay fp32). The self-attention KV cache is in `cache_dtype` (default: the decoder's dtype;
+per-step projection and the LM heads, q/k/v and the four heads each fused into one GEMM, on
+`int8_kernel`'s few-row kernel where it runs; activations and norms stay fp32). The self-attention KV cache is in `cache_dtype` (default: the decoder's dtype;
 int8 keeps it in bf16 on CPUs with native bf16: at a few hundred positions reading the cache costs as
 much as reading the int8 weights, and bf16 halves it). Logits leave in fp32, so guidance and sampling
 are fp32 at every precision.
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import memory
-from ..int8 import Int8Linear, fuse_groups, use_rows_kernel
+from ..int8 import Int8Linear, fuse_groups
 
 Weight = torch.Tensor | Int8Linear
 
@@ -87,7 +87,7 @@ class Decoder:
     @staticmethod
     def _int8(linear: torch.nn.Module) -> Int8Linear:
         """The model's own int8 layer where it holds one (`int8.quantize_linears`), else an int8 copy."""
-        return linear if isinstance(linear, Int8Linear) else Int8Linear.quantize(linear.weight)
+        return linear if isinstance(linear, Int8Linear) else Int8Linear.quantize(linear.weight, few_rows=True)
 
     def _layer(self, layer) -> Layer:
         sa, ca = layer.self_attn, layer.encoder_attn
@@ -108,14 +108,11 @@ class Decoder:
 
     def _fuse_int8(self, layers, heads: list[torch.nn.Module]) -> None:
         """int8: each layer's q, k, v as one GEMM, and the four LM heads as one, built a few at a time
-        on a thread per core (`int8.fuse_groups`: unpacking, joining and prepacking again); then every
-        layer a step runs packed for `int8_kernel`'s few-row kernel where it can run here."""
+        on a thread per core (`int8.fuse_groups`: unpacking, joining and packing again)."""
         groups = [[self._int8(a.q_proj), self._int8(a.k_proj), self._int8(a.v_proj)] for a in (x.self_attn for x in layers)]
         *qkv, self.heads_int8 = fuse_groups(groups + [[self._int8(h) for h in heads]])
         for entry, fused in zip(self.layers, qkv):
             entry.qkv = fused
-        step_layers = [getattr(e, name) for e in self.layers for name in ("qkv", "o", "cq", "co", "fc1", "fc2")]
-        use_rows_kernel(step_layers + [self.heads_int8])
         memory.trim()  # the unpacked and joined int8 copies
 
     def _load_heads(self, heads: list[torch.nn.Module]) -> None:

@@ -82,11 +82,8 @@ def hold_in_int8(model, to_int8) -> None:
     """int8 for the decoder (every step) and the T5 text encoder (once a call: in fp32 its weights would
     be a fifth of the process), its `wo` too (transformers keeps that in fp32 against fp16 overflow;
     an int8 layer's activations are fp32). EnCodec (convolutions) stays fp32. The decoder's layers, which
-    decoding runs a few rows at a time, run on `int8_kernel`'s few-row kernel where it can run here."""
-    from ..int8 import Int8Linear, use_rows_kernel
-
-    to_int8(model.decoder, "decoder")
-    use_rows_kernel([m for m in model.decoder.modules() if isinstance(m, Int8Linear)])
+    decoding runs a few rows at a time, run on `int8_kernel`'s few-row kernel where it runs here."""
+    to_int8(model.decoder, "decoder", few_rows=True)
     to_int8(model.text_encoder, "text_encoder")
 
 
