@@ -104,9 +104,13 @@ def _cpu_caption() -> Choice:
 
 
 def _cpu_music() -> Choice:
+    from .int8_kernel import unavailable_reason
+
     k = cpu_kernels()
     if k.int8:
-        return Choice("int8", f"auto: int8 on this CPU (fbgemm int8 kernels, {k.capability})")
+        why_not = unavailable_reason()
+        steps = "decoding on the AVX-512 VNNI few-row int8 kernel" if why_not is None else f"the few-row int8 kernel {why_not}"
+        return Choice("int8", f"auto: int8 on this CPU (fbgemm int8 kernels, {k.capability}; {steps})")
     if k.native_bf16:
         return Choice("bf16", f"auto: bf16 on this CPU (native bf16: {', '.join(k.native_bf16)})")
     missing = k.int8_missing or f"CPU capability {k.capability}"

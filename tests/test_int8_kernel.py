@@ -99,3 +99,18 @@ def test_the_built_kernel_is_kept_in_the_cache_folder(tmp_path, monkeypatch):
         assert built[0].stat().st_mtime_ns == stamp  # loaded again, not rebuilt
     finally:
         int8_kernel._library.cache_clear()
+
+
+def test_auto_says_whether_musicgens_decoding_runs_on_the_kernel(monkeypatch):
+    from scoretool import precision
+
+    choice = precision.choose("auto", "cpu", "music")
+    if choice.precision != "int8":
+        pytest.skip(f"auto does not pick int8 here: {choice.why}")
+    assert "few-row int8 kernel" in choice.why
+    monkeypatch.setenv("SCORETOOL_INT8_KERNEL", "0")
+    int8_kernel._library.cache_clear()
+    try:
+        assert "few-row int8 kernel is turned off" in precision.choose("auto", "cpu", "music").why
+    finally:
+        int8_kernel._library.cache_clear()
