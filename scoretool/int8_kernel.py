@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import torch
@@ -52,7 +53,7 @@ def _build(compiler: str) -> Path:
     if library.is_file():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)
-    partial = library.with_name(f"{library.name}.{os.getpid()}.part")
+    partial = library.with_name(f"{library.name}.{os.getpid()}-{threading.get_ident()}.part")  # another process may build it too
     try:
         subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial)], capture_output=True, text=True, check=True)
         os.replace(partial, library)
@@ -61,8 +62,16 @@ def _build(compiler: str) -> Path:
     return library
 
 
-@functools.cache
+_LOADING = threading.Lock()  # int8 layers are built on several threads: one of them builds the kernel
+
+
 def _library() -> tuple[ctypes.CDLL | None, str | None]:
+    with _LOADING:
+        return _library_once()
+
+
+@functools.cache
+def _library_once() -> tuple[ctypes.CDLL | None, str | None]:
     lib, reason = _load()
     if reason:
         log.info("int8: fbgemm's kernels only: the few-row int8 kernel %s", reason)

@@ -70,7 +70,7 @@ def test_where_the_kernel_cannot_run_the_reason_is_given_and_fbgemm_stays(monkey
         pytest.skip("no fbgemm int8 kernels here")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    int8_kernel._library.cache_clear()
+    int8_kernel._library_once.cache_clear()
     try:
         with caplog.at_level("INFO", logger="scoretool"):
             reason = int8_kernel.unavailable_reason()
@@ -82,23 +82,23 @@ def test_where_the_kernel_cannot_run_the_reason_is_given_and_fbgemm_stays(monkey
         x = torch.randn(2, 32)
         assert layer.forward(x).shape == (2, 64)
     finally:
-        int8_kernel._library.cache_clear()
+        int8_kernel._library_once.cache_clear()
 
 
 @needs_kernel
 def test_the_built_kernel_is_kept_in_the_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("SCORETOOL_CACHE_DIR", str(tmp_path))
-    int8_kernel._library.cache_clear()
+    int8_kernel._library_once.cache_clear()
     try:
         assert int8_kernel.unavailable_reason() is None
         built = list((tmp_path / "kernels").iterdir())
         assert len(built) == 1 and built[0].suffix == ".so"  # no partial file left
         stamp = built[0].stat().st_mtime_ns
-        int8_kernel._library.cache_clear()
+        int8_kernel._library_once.cache_clear()
         assert int8_kernel.unavailable_reason() is None
         assert built[0].stat().st_mtime_ns == stamp  # loaded again, not rebuilt
     finally:
-        int8_kernel._library.cache_clear()
+        int8_kernel._library_once.cache_clear()
 
 
 def test_auto_says_whether_musicgens_decoding_runs_on_the_kernel(monkeypatch):
@@ -109,8 +109,26 @@ def test_auto_says_whether_musicgens_decoding_runs_on_the_kernel(monkeypatch):
         pytest.skip(f"auto does not pick int8 here: {choice.why}")
     assert "few-row int8 kernel" in choice.why
     monkeypatch.setenv("SCORETOOL_INT8_KERNEL", "0")
-    int8_kernel._library.cache_clear()
+    int8_kernel._library_once.cache_clear()
     try:
         assert "few-row int8 kernel is turned off" in precision.choose("auto", "cpu", "music").why
     finally:
-        int8_kernel._library.cache_clear()
+        int8_kernel._library_once.cache_clear()
+
+
+def test_threads_building_int8_layers_at_once_share_one_build_of_the_kernel(tmp_path, monkeypatch):
+    """quantize_linears builds layers on a thread per core: the first ones all ask for the kernel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if int8.int8_unavailable_reason() is not None:
+        pytest.skip("no fbgemm int8 kernels here")
+    monkeypatch.setenv("SCORETOOL_CACHE_DIR", str(tmp_path))
+    int8_kernel._library_once.cache_clear()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            reasons = list(pool.map(lambda _: int8_kernel.unavailable_reason(), range(8)))
+        assert len(set(reasons)) == 1
+        if reasons[0] is None:
+            assert [p.suffix for p in (tmp_path / "kernels").iterdir()] == [".so"]
+    finally:
+        int8_kernel._library_once.cache_clear()
