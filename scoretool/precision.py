@@ -52,6 +52,7 @@ class CpuKernels:
         return [f for f in NATIVE_BF16_FLAGS if f in self.flags]
 
 
+@functools.cache
 def cpu_kernels() -> CpuKernels:
     import torch
 

@@ -3,9 +3,10 @@
 The weights are the model's own, in the decoder's precision: fp32 (the same tensors: no copy), fp16 or
 bf16 (copies, activations and KV cache in that dtype too), or int8 (`int8.Int8Linear` for every
 per-step projection and the LM heads, q/k/v and the four heads each fused into one GEMM, on
-`int8_kernel`'s few-row kernel where it runs; activations and norms stay fp32). The self-attention KV cache is in `cache_dtype` (default: the decoder's dtype;
-int8 keeps it in bf16 on CPUs with native bf16: at a few hundred positions reading the cache costs as
-much as reading the int8 weights, and bf16 halves it). Logits leave in fp32, so guidance and sampling
+`int8_kernel`'s few-row kernel where it runs; activations and norms stay fp32). The self-attention
+KV cache is in `cache_dtype` (default: the decoder's dtype; int8 keeps it in bf16 on CPUs with
+native bf16: at a few hundred positions reading the cache costs as much as reading the int8
+weights, and bf16 halves it). Logits leave in fp32, so guidance and sampling
 are fp32 at every precision.
 """
 
