@@ -1,10 +1,13 @@
-"""A few-row int8 matrix product for the CPU, with AVX-512 VNNI: MusicGen's decoding step runs on it.
+"""A few-row int8 matrix product for the CPU, with AVX-512 VNNI or AMX: MusicGen's decoding step runs on it.
 
 Why: a decoding step multiplies 2-16 rows (each clip's conditional and unconditional row) by ~360 MB
 of int8 weights, so it is bound by how fast the weights stream from memory. On this project's 2-core
 Xeon fbgemm's dynamic int8 GEMM streams them at 10-14 GB/s where a plain read reaches ~25 GB/s (and
-MKL's fp32 GEMM ~20 GB/s); this kernel (`kernels/int8_rows.c`, ~60 lines) streams them at 15-26 GB/s
-(benchmarks/precision_speed.py measures both). It also quantizes each row on its own with 8 bits
+MKL's fp32 GEMM ~20 GB/s); this kernel (`kernels/int8_rows.c`) streams them at 15-26 GB/s
+(benchmarks/precision_speed.py measures both). Past 2 rows VNNI's multiply-adds, not the memory, start to
+bound it (one `vpdpbusd` a cycle covers 64 weights for one row); on a CPU with AMX (Sapphire Rapids and
+later) the same tiles go through AMX's int8 tile unit, which covers 16 rows at once, with the same int32
+sums (and so the same bits) as VNNI. It also quantizes each row on its own with 8 bits
 (fbgemm's path here: 7 bits) in the same call, in place of the ~8 small torch ops `int8.Int8Linear`
 wraps fbgemm in, and sums the products exactly in int32, so a row's result is bit for bit the same
 whatever shares its call.
@@ -13,6 +16,7 @@ It is compiled once per machine with the C compiler (`cc`, or $CC), kept in the 
 `kernels/`, and loaded with ctypes; it runs on torch's own OpenMP threads (it links `libgomp.so.1`,
 the library torch has loaded). Where it cannot be built or run (no compiler, a CPU without AVX-512
 VNNI, SCORETOOL_INT8_KERNEL=0), `unavailable_reason()` says why and int8 layers stay on fbgemm.
+`uses_amx()` says whether it runs on AMX (SCORETOOL_INT8_AMX=0: VNNI even where AMX is there).
 """
 
 from __future__ import annotations
@@ -33,10 +37,15 @@ from .cpu_flags import cpu_flags
 
 log = logging.getLogger("scoretool")
 
-SOURCE = Path(__file__).with_name("kernels") / "int8_rows.c"
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-fopenmp", "-shared", "-fPIC")
-NEEDS = ("avx512f", "avx512bw", "avx512_vnni")  # /proc/cpuinfo flags
+KERNELS = Path(__file__).with_name("kernels")
+SOURCES = (KERNELS / "int8_rows.c", KERNELS / "int8_layer.c")  # and their header, int8_rows.h
+HEADER = KERNELS / "int8_rows.h"
+FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-fopenmp", "-shared", "-fPIC")
+AMX_FLAGS = ("-mamx-tile", "-mamx-int8")  # a compiler without them (gcc < 11) builds the VNNI path only
+NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")  # /proc/cpuinfo flags
+AMX_NEEDS = ("amx_tile", "amx_int8")
 TILE = 64  # output channels per packed tile (kernels/int8_rows.c)
+DEPTH = 64  # inputs are padded to a multiple of this (an AMX tile's 64 bytes of a row)
 
 
 def _compiler() -> str | None:
@@ -44,18 +53,28 @@ def _compiler() -> str | None:
 
 
 def _build(compiler: str) -> Path:
+    """The kernel built with AMX where the compiler can, else without."""
+    try:
+        return _build_with(compiler, FLAGS + AMX_FLAGS)
+    except subprocess.CalledProcessError:
+        return _build_with(compiler, FLAGS)
+
+
+def _build_with(compiler: str, flags: tuple[str, ...]) -> Path:
     """The compiled kernel in the cache folder, built (to a temp file, then renamed) if not there yet."""
     from .cache import default_dir
 
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    tag = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, compiler, version]).encode()).hexdigest()[:16]
+    texts = [path.read_text() for path in (*SOURCES, HEADER)]
+    tag = hashlib.sha256("\0".join([*texts, *flags, compiler, version]).encode()).hexdigest()[:16]
     library = default_dir() / "kernels" / f"int8_rows-{tag}.so"
     if library.is_file():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)
     partial = library.with_name(f"{library.name}.{os.getpid()}-{threading.get_ident()}.part")  # another process may build it too
     try:
-        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial)], capture_output=True, text=True, check=True)
+        command = [compiler, *flags, *map(str, SOURCES), "-o", str(partial)]
+        subprocess.run(command, capture_output=True, text=True, check=True)
         os.replace(partial, library)
     finally:
         partial.unlink(missing_ok=True)
@@ -79,7 +98,7 @@ def _library_once() -> tuple[ctypes.CDLL | None, str | None]:
 
 
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    if os.environ.get("SCORETOOL_INT8_KERNEL", "").strip().lower() in ("0", "false", "no", "off"):
+    if _off("SCORETOOL_INT8_KERNEL"):
         return None, "is turned off (SCORETOOL_INT8_KERNEL)"
     missing = [flag for flag in NEEDS if flag not in cpu_flags()]
     if missing:
@@ -96,8 +115,27 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"could not be built or loaded ({exc})"
     lib.int8_rows_linear.restype = ctypes.c_int
     lib.int8_rows_linear.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 2,
-                                     *[ctypes.c_void_p] * 4]  # fmt: skip
+                                     *[ctypes.c_void_p] * 4, ctypes.c_int]  # fmt: skip
+    lib.int8_rows_amx_ready.restype = ctypes.c_int
+    lib.int8_decoder_layer.restype = ctypes.c_int
+    lib.int8_decoder_layer.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                       ctypes.c_float, ctypes.c_int]  # fmt: skip
     return lib, None
+
+
+def _off(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() in ("0", "false", "no", "off")
+
+
+@functools.cache
+def uses_amx() -> bool:
+    """Whether the kernel runs on AMX here: the CPU has it, the kernel was built with it, Linux lets
+    this process use its tiles, and SCORETOOL_INT8_AMX is not 0."""
+    lib, _ = _library()
+    if lib is None or _off("SCORETOOL_INT8_AMX") or not all(flag in cpu_flags() for flag in AMX_NEEDS):
+        return False
+    return bool(lib.int8_rows_amx_ready())
 
 
 def unavailable_reason() -> str | None:
@@ -118,7 +156,8 @@ class RowsWeight:
             raise RuntimeError(f"the int8 rows kernel can't run: {reason}")
         self._lib = lib
         self.out_features, self.in_features = int8.shape
-        self.k_pad, self.n_pad = _padded(self.in_features, 4), _padded(self.out_features, TILE)
+        self.k_pad, self.n_pad = _padded(self.in_features, DEPTH), _padded(self.out_features, TILE)
+        self._amx = int(uses_amx())
         w = torch.zeros((self.n_pad, self.k_pad), dtype=torch.int8)
         w[: self.out_features, : self.in_features] = int8
         # tiles of 64 channels, each: for every 4 inputs, the 64 channels' 4 bytes in a row
@@ -149,7 +188,76 @@ class RowsWeight:
         y = torch.empty((rows, self.out_features), dtype=torch.float32)
         if rows and self._lib.int8_rows_linear(
             x.data_ptr(), rows, self.in_features, self.k_pad, self._packed_ptr, self.out_features, self.n_pad,
-            self._scale_ptr, self._rowsum_ptr, self._bias_ptr, y.data_ptr(),
+            self._scale_ptr, self._rowsum_ptr, self._bias_ptr, y.data_ptr(), self._amx,
         ):  # fmt: skip
             raise MemoryError("the int8 rows kernel could not allocate its scratch")
         return y
+
+    def struct(self) -> _Packed:
+        """This weight as kernels/int8_rows.h's `packed_linear`."""
+        return _Packed(self._packed_ptr, self._scale_ptr, self._rowsum_ptr, self._bias_ptr,
+                       self.in_features, self.k_pad, self.out_features, self.n_pad)  # fmt: skip
+
+
+# kernels/int8_rows.h's and kernels/int8_layer.c's structures
+class _Packed(ctypes.Structure):
+    _fields_ = [("w", ctypes.c_void_p), ("scale", ctypes.c_void_p), ("rowsum", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p), *[(name, ctypes.c_int64) for name in ("k_in", "k_pad", "n_out", "n_pad")]]  # fmt: skip
+
+
+class _Norm(ctypes.Structure):
+    _fields_ = [("weight", ctypes.c_void_p), ("bias", ctypes.c_void_p), ("eps", ctypes.c_float)]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [*[(name, _Norm) for name in ("ln1", "ln2", "ln3")],
+                *[(name, _Packed) for name in ("qkv", "o", "cq", "co", "fc1", "fc2")]]  # fmt: skip
+
+
+class _KV(ctypes.Structure):
+    _fields_ = [("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("length", ctypes.c_int64), ("bf16", ctypes.c_int)]
+
+
+def fused_layer_reason() -> str | None:
+    """Why decoding steps cannot run whole layers in the kernel (`DecoderLayer`), or None where they can."""
+    if _off("SCORETOOL_INT8_LAYER"):
+        return "is turned off (SCORETOOL_INT8_LAYER)"
+    return unavailable_reason()
+
+
+def _kv(keys: torch.Tensor, values: torch.Tensor) -> _KV:
+    """Keys and values (rows, heads, length, head_dim), fp32 or bf16, each contiguous."""
+    if keys.dtype not in (torch.float32, torch.bfloat16) or not (keys.is_contiguous() and values.is_contiguous()):
+        raise ValueError(f"the fused int8 layer needs contiguous fp32 or bf16 keys and values, not {keys.dtype}")
+    return _KV(keys.data_ptr(), values.data_ptr(), keys.shape[2], int(keys.dtype == torch.bfloat16))
+
+
+class DecoderLayer:
+    """One MusicGen decoder layer's decoding step in one call (kernels/int8_layer.c): the layer norms
+    (`norms`: three (weight, bias, eps)), the int8 projections on the kernel (`linears`: qkv, o, cq, co,
+    fc1, fc2 as `RowsWeight`s), attention over the KV cache and the text, the GELU. The same arithmetic
+    as the layer's torch ops, not the same bits: its sums run in another order."""
+
+    def __init__(self, norms, linears: dict[str, RowsWeight], heads: int, head_dim: int, scaling: float):
+        self._lib, _ = _library()
+        self._tensors = [t.detach().float().contiguous() for weight, bias, _ in norms for t in (weight, bias)]
+        made = [_Norm(self._tensors[2 * i].data_ptr(), self._tensors[2 * i + 1].data_ptr(), eps) for i, (_, _, eps) in enumerate(norms)]
+        self._linears = linears  # keeps their tensors alive
+        self._layer = _Layer(*made, *(linears[name].struct() for name in ("qkv", "o", "cq", "co", "fc1", "fc2")))
+        self.heads, self.head_dim, self.scaling = heads, head_dim, scaling
+        self._amx = int(uses_amx())
+
+    def step(self, x: torch.Tensor, cache: torch.Tensor, pos: int, cross_k: torch.Tensor, cross_v: torch.Tensor,
+             cross_mask: torch.Tensor) -> None:  # fmt: skip
+        """x (rows, hidden) fp32 contiguous, in place. `cache`: this layer's (2, rows, heads, length, head_dim)
+        keys and values, positions before `pos` filled (this step's go in at `pos`); `cross_k`/`cross_v`
+        (rows, heads, text, head_dim) fp32, `cross_mask` (rows, text) bool: which text positions a row sees."""
+        rows = x.shape[0]
+        self_kv, text_kv = _kv(cache[0], cache[1]), _kv(cross_k, cross_v)
+        if not (x.dtype == torch.float32 and x.is_contiguous() and cross_mask.dtype == torch.bool and cross_mask.is_contiguous()):
+            raise ValueError("the fused int8 layer needs a contiguous fp32 x and a contiguous bool mask")
+        if self._lib.int8_decoder_layer(
+            x.data_ptr(), rows, self.heads, self.head_dim, ctypes.byref(self._layer), ctypes.byref(self_kv), pos,
+            ctypes.byref(text_kv), cross_k.shape[2], cross_mask.data_ptr(), self.scaling, self._amx,
+        ):  # fmt: skip
+            raise MemoryError("the fused int8 layer could not allocate its scratch")

@@ -132,3 +132,20 @@ def test_threads_building_int8_layers_at_once_share_one_build_of_the_kernel(tmp_
             assert [p.suffix for p in (tmp_path / "kernels").iterdir()] == [".so"]
     finally:
         int8_kernel._library_once.cache_clear()
+
+
+@needs_kernel
+def test_amx_and_vnni_give_the_same_bits(monkeypatch):
+    if not int8_kernel.uses_amx():
+        pytest.skip("this CPU (or Linux) gives no AMX tiles")
+    _, _, _, amx = _layers(200, 130)
+    monkeypatch.setenv("SCORETOOL_INT8_AMX", "0")
+    int8_kernel.uses_amx.cache_clear()
+    try:
+        _, _, _, vnni = _layers(200, 130)
+        assert amx._rows._amx and not vnni._rows._amx
+        x = torch.randn(21, 130)  # AMX from 5 rows: tiles of 16 rows, then 5
+        assert torch.equal(amx.forward(x), vnni.forward(x))
+        assert torch.equal(amx.forward(x[:3]), vnni.forward(x[:3]))
+    finally:
+        int8_kernel.uses_amx.cache_clear()

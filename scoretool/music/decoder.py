@@ -70,6 +70,7 @@ class Decoder:
             self.positions = self._w(decoder.embed_positions.weights)
             if int8:
                 self._fuse_int8(decoder.layers, list(model.decoder.lm_heads))
+        self.kernel_layers = self._kernel_layers() if int8 else None
         self._position_module = decoder.embed_positions
         self.gelu_epilogue = bool(gelu_epilogue) and self.fused and dtype != torch.float32
         self._zero_ffn = torch.zeros(cfg.ffn_dim, device=device, dtype=dtype) if self.gelu_epilogue else None
@@ -116,6 +117,23 @@ class Decoder:
             entry.qkv = fused
         memory.trim()  # the unpacked and joined int8 copies
 
+    def _kernel_layers(self) -> list | None:
+        """Each layer's step as one call of the int8 kernel (`int8_kernel.DecoderLayer`), where every
+        projection runs on it and the activation is transformers' exact GELU; else None (torch's ops)."""
+        from transformers.activations import GELUActivation
+
+        from ..int8_kernel import DecoderLayer, fused_layer_reason
+
+        names = ("qkv", "o", "cq", "co", "fc1", "fc2")
+        if fused_layer_reason() is not None or not isinstance(self.act, GELUActivation) or str(self.device) != "cpu":
+            return None
+        if not all(getattr(entry, name).few_rows for entry in self.layers for name in names):
+            return None
+        return [
+            DecoderLayer((e.ln1[1:], e.ln2[1:], e.ln3[1:]), {n: getattr(e, n)._rows for n in names}, self.H, self.hd, self.scaling)
+            for e in self.layers
+        ]
+
     def _load_heads(self, heads: list[torch.nn.Module]) -> None:
         self.heads = [self._w(h.weight) for h in heads] if not self.int8 else []
         self.heads_int8 = None  # int8: see _fuse_int8
@@ -137,6 +155,8 @@ class Decoder:
         rows, length, _ = enc.shape
         k = self._lin(enc, layer.ck).view(rows, length, self.H, self.hd).transpose(1, 2)
         v = self._lin(enc, layer.cv).view(rows, length, self.H, self.hd).transpose(1, 2)
+        if self.kernel_layers:  # the kernel reads them in this layout
+            return k.contiguous(), v.contiguous()
         return k, v
 
     def _lin(self, h, w):
@@ -207,6 +227,11 @@ class Decoder:
         if rows != x_tok.shape[0]:
             x = torch.cat([x, x], dim=0)
         x = x + (positions[pos] if isinstance(pos, int) else positions.index_select(0, pos))
+        if self.kernel_layers and isinstance(pos, int) and self_bias is None:
+            mask = cross_mask.reshape(rows, -1)
+            for i, layer in enumerate(self.kernel_layers):
+                layer.step(x, kv[i], pos, cross_k[i], cross_v[i], mask)
+            return self._logits(self._norm(x, self.final_ln), rows)
         for i, layer in enumerate(self.layers):
             cache = kv[i]  # (2, rows, heads, cache_len, head_dim)
             q, new_kv = self._self_qkv(self._norm(x, layer.ln1), layer, rows)
