@@ -6,6 +6,7 @@ path (static shapes, masks, fused projections, device-side step counter) runs he
 """
 
 import logging
+import math
 import os
 
 import numpy as np
@@ -348,19 +349,32 @@ def test_cuda_graphs_match_the_eager_static_loop(tiny, dtype):
         model.to("cpu")
 
 
+def _stack_calls(encodec, codec):
+    """Records the (rows, samples) of each call of the upsampling past the codec's whole-row front."""
+    calls = []
+    stack = encodec.decoder.layers[codec.FRONT_LAYERS]
+    return calls, stack.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape[::2])))
+
+
 def test_long_batches_are_decoded_a_few_rows_at_a_time_to_the_same_audio(tiny, monkeypatch):
     from scoretool.music import codec
 
     model, _ = tiny
+    encodec = model.audio_encoder
     codes = torch.randint(0, model.config.decoder.vocab_size, (3, 4, 40))
-    whole = codec.decode_codes(model.audio_encoder, 1, codes)
-    calls = []
-    real = codec._decode_rows
-    monkeypatch.setattr(codec, "_decode_rows", lambda *a: calls.append(a[2].shape[0]) or real(*a))
-    monkeypatch.setattr(codec, "DECODE_FRAMES", 80)  # two rows of 40 frames per decode
-    chunked = codec.decode_codes(model.audio_encoder, 1, codes)
-    assert calls == [2, 1] and chunked.shape == whole.shape
+    lengths = [40, 30, 20]  # rows come longest first; each one's audio past its own length is silence
+    whole = codec.decode_codes(encodec, 1, codes, lengths)  # 3 x 40 frames: one decode, as generate's
+    rate = math.prod(encodec.config.upsampling_ratios[:2])  # samples a frame after the front's two upsamplings
+    monkeypatch.setattr(codec, "DECODE_FRAMES", 116)  # pieces of 40 frames (+4 margin), two rows at a time
+    calls, hook = _stack_calls(encodec, codec)
+    try:
+        chunked = codec.decode_codes(encodec, 1, codes, lengths)
+    finally:
+        hook.remove()
+    assert calls == [(2, 40 * rate), (1, 40 * rate)] and chunked.shape == whole.shape
     assert float((chunked - whole).abs().max()) < 1e-5
+    hop = whole.shape[-1] // 40
+    assert all(not chunked[row, :, own * hop :].any() for row, own in enumerate(lengths))
 
 
 def test_a_long_row_runs_the_codecs_upsampling_a_piece_at_a_time_to_the_same_audio(tiny, monkeypatch):
@@ -371,14 +385,30 @@ def test_a_long_row_runs_the_codecs_upsampling_a_piece_at_a_time_to_the_same_aud
     codes = torch.randint(0, model.config.decoder.vocab_size, (2, 4, 57))
     with torch.inference_mode():
         whole = encodec.decode(codes[None], audio_scales=[None]).audio_values  # transformers' own decode
-    pieces = []
-    stack = encodec.decoder.layers[2]  # the upsampling stack's first layer: one call per piece
-    hook = stack.register_forward_hook(lambda module, args, out: pieces.append(args[0].shape[-1]))
     monkeypatch.setattr(codec, "WHOLE_FRAMES", 30)
     monkeypatch.setattr(codec, "PIECE_FRAMES", 20)
+    calls, hook = _stack_calls(encodec, codec)
     try:
         chunked = codec.decode_codes(encodec, 1, codes)
     finally:
         hook.remove()
-    assert pieces == [24, 28, 21]  # 0-20 +4, 20-40 +-4, 40-57 -4
+    rate = math.prod(encodec.config.upsampling_ratios[:2])
+    assert calls == [(2, 24 * rate), (2, 28 * rate), (2, 21 * rate)]  # 0-20 +4, 20-40 +-4, 40-57 -4
     assert chunked.shape == whole.shape and float((chunked - whole).abs().max()) < 1e-5
+
+
+def test_folding_the_codecs_weight_norm_keeps_its_audio(tiny):
+    import copy
+
+    from torch.nn.utils import parametrize
+
+    from scoretool.music import codec
+
+    model, _ = tiny
+    encodec = copy.deepcopy(model.audio_encoder)
+    codes = torch.randint(0, model.config.decoder.vocab_size, (2, 4, 30))
+    before = codec.decode_codes(encodec, 1, codes)
+    assert any(parametrize.is_parametrized(m, "weight") for m in encodec.modules())
+    codec.fold_weight_norm(encodec)
+    assert not any(parametrize.is_parametrized(m, "weight") for m in encodec.modules())
+    assert torch.equal(codec.decode_codes(encodec, 1, codes), before)

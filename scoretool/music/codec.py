@@ -35,74 +35,103 @@ def audio_codes(codec, channels: int, input_values: torch.Tensor, padding_mask: 
     return torch.stack([left, right], dim=2).flatten(1, 2)  # (batch, 2K', frames): L0 R0 L1 R1 ...
 
 
+def fold_weight_norm(codec) -> None:
+    """EnCodec's convolutions hold weight norm's (g, v) and compute weight = g * v / |v| again at every
+    call (~10% of a decode, more in pieces): computed once, in place, the same weights and audio."""
+    from torch.nn.utils import parametrize
+
+    for module in codec.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+
+
 # EnCodec's decoder activations at the full sample rate come to several hundred MB per 10 s of
 # musicgen-small audio (measured: a 3-row decode of 5 s each swung the process by ~400 MB, and one row
-# of 6.2 s by ~500 MB at the peak of the sample's run): rows are decoded together up to this many
-# frames in all (10 s at 50 frames a second), so short batches decode at once as generate does (the
-# same audio, bit for bit) and longer ones a row or a few at a time; and a row longer than
-# `WHOLE_FRAMES` runs the decoder's upsampling convolutions a piece at a time (below): 30 s of one row
-# then takes 3.5 s and no memory to speak of, where whole it took 7.8 s and 1 GB (measured here).
+# of 6.2 s by ~500 MB at the peak of the sample's run). So rows decode whole, as generate decodes them
+# (the same audio, bit for bit), only while they are short (`WHOLE_FRAMES`) and few (`DECODE_FRAMES`
+# frames in all); past that the decoder's first convolution and LSTM (at the frame rate: little memory,
+# but one LSTM step after another) run over every row at once, and its upsampling stack after them a
+# piece at a time, with as many rows as still have frames there and fit in `DECODE_FRAMES`: 30 s of
+# one row then takes 3.5 s and no memory to speak of, where whole it took 7.8 s and 1 GB (measured here).
 DECODE_FRAMES = 500
-WHOLE_FRAMES = 150  # 3 s: up to this, rows decode whole, as generate decodes them
-PIECE_FRAMES = 50  # frames per piece of the upsampling stack past that (1 s: as fast as 2 s, 1.3x 0.5 s)
+WHOLE_FRAMES = 150  # 3 s
+PIECE_FRAMES = 50  # frames per piece of the upsampling stack (1 s: as fast as 2 s, 1.3x 0.5 s)
 MARGIN_FRAMES = 4  # decoded on each side of a piece and dropped: more than the stack's reach (~1 frame)
+# The decoder's layers that run over whole rows: its conv and LSTM, and the first two upsampling
+# blocks (to 40 samples a frame, 256 channels: ~40 KB a frame a row). Pieces start from there; the
+# first upsampling (1024 to 512 channels) costs 3x as much on pieces of 58 frames as over a whole row.
+FRONT_LAYERS = 8
 
 
 def decode_codes(codec, channels: int, codes: torch.Tensor, frames: list[int] | None = None) -> torch.Tensor:
     """EnCodec audio (batch, channels, samples) float32 for codes (batch, codebooks, frames).
-    `frames[i]`: row i's own length (default: all of them); its audio past that is silence. Rows are
-    decoded a few at a time (neighbours together, at the longest one's length: rows come longest first)."""
+    `frames[i]`: row i's own length (default: all of them); its audio past that is silence."""
     lengths = frames or [codes.shape[-1]] * codes.shape[0]
+    n = max(lengths)
+    codes = codes[:, :, :n].to(next(codec.parameters()).device)
+    whole = n <= WHOLE_FRAMES and len(lengths) * n <= DECODE_FRAMES
+    with torch.inference_mode():
+        if whole or not _splits(codec):
+            audio = _per_channel(channels, codes, lambda c: _whole(codec, c, lengths)).float()
+        else:
+            audio = _per_channel(channels, codes, lambda c: _in_pieces(codec, c, lengths)).float()
+        hop = audio.shape[-1] // n
+        for row, own in enumerate(lengths):
+            audio[row, :, own * hop :] = 0
+    return audio
+
+
+def _per_channel(channels: int, codes: torch.Tensor, decode) -> torch.Tensor:
+    if channels == 1:
+        return decode(codes)
+    return torch.cat([decode(codes[:, ::2]), decode(codes[:, 1::2])], dim=1)
+
+
+def _splits(codec) -> bool:
+    """Whether the decoder is the conv, LSTM, upsampling stack that `_in_pieces` splits."""
+    from transformers.models.encodec.modeling_encodec import EncodecLSTM
+
+    layers = list(codec.decoder.layers)
+    return codec.config.chunk_length is None and len(layers) > FRONT_LAYERS and isinstance(layers[1], EncodecLSTM)
+
+
+def _whole(codec, codes: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """As `codec.decode`, a few rows at a time (neighbours, up to DECODE_FRAMES frames at the longest
+    one's length: rows come longest first)."""
     pieces, start = [], 0
     while start < len(lengths):
         end = start + 1
         while end < len(lengths) and max(lengths[start : end + 1]) * (end + 1 - start) <= DECODE_FRAMES:
             end += 1
-        n = max(lengths[start:end])
-        with torch.inference_mode():
-            audio = _decode_rows(codec, channels, codes[start:end, :, :n])
-            hop = audio.shape[-1] // n
-            for row, own in enumerate(lengths[start:end]):
-                audio[row, :, own * hop :] = 0
-        pieces.append(audio)
+        pieces.append(codec.decode(codes[None, start:end], audio_scales=[None]).audio_values)
         start = end
-    samples = max(p.shape[-1] for p in pieces)
-    return torch.cat([torch.nn.functional.pad(p, (0, samples - p.shape[-1])) for p in pieces])
+    return torch.cat(pieces)
 
 
-def _decode_rows(codec, channels: int, codes: torch.Tensor) -> torch.Tensor:
-    codec_device = next(codec.parameters()).device
-    codes = codes.to(codec_device)
-    with torch.inference_mode():
-        if channels == 1:
-            audio = _decode_channel(codec, codes)
-        else:
-            audio = torch.cat([_decode_channel(codec, codes[:, ::2]), _decode_channel(codec, codes[:, 1::2])], dim=1)
-    return audio.float()
-
-
-def _decode_channel(codec, codes: torch.Tensor) -> torch.Tensor:
+def _in_pieces(codec, codes: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """Audio (rows, 1, samples) for one channel's codes (rows, codebooks, frames), as `codec.decode`
-    gives it. Past `WHOLE_FRAMES` frames, the decoder's first convolution and LSTM (at the frame rate,
-    cheap) run over the whole row and the upsampling stack after them `PIECE_FRAMES` at a time, each
-    with `MARGIN_FRAMES` more on either side that its edges' padding spoils and that are dropped: the
-    same audio (to float rounding: 4e-7 measured) with the activations of one piece at a time."""
-    from transformers.models.encodec.modeling_encodec import EncodecLSTM
-
-    frames = codes.shape[-1]
+    gives it (to float rounding: 4e-7 measured): the decoder's first `FRONT_LAYERS` over every row, then
+    the rest `PIECE_FRAMES` at a time, each with `MARGIN_FRAMES` more on either side that its edges'
+    padding spoils and that are dropped; a row's audio past its own length stays 0."""
+    rows, frames = codes.shape[0], codes.shape[-1]
     layers = list(codec.decoder.layers)
-    if frames <= WHOLE_FRAMES or codec.config.chunk_length is not None or not isinstance(layers[1], EncodecLSTM):
-        return codec.decode(codes[None], audio_scales=[None]).audio_values
     hidden = codec.quantizer.decode(codes.transpose(0, 1))  # as EncodecModel._decode_frame
-    for layer in layers[:2]:  # EncodecConv1d, EncodecLSTM
+    for layer in layers[:FRONT_LAYERS]:
         hidden = layer(hidden)
-    pieces = []
+    rate = hidden.shape[-1] // frames  # samples a frame so far
+    audio = None
+    per_call = max(1, DECODE_FRAMES // (PIECE_FRAMES + 2 * MARGIN_FRAMES))
     for start in range(0, frames, PIECE_FRAMES):
         lo, hi = max(0, start - MARGIN_FRAMES), min(frames, start + PIECE_FRAMES + MARGIN_FRAMES)
-        out = hidden[..., lo:hi]
-        for layer in layers[2:]:
-            out = layer(out)
-        hop = out.shape[-1] // (hi - lo)
         own = min(PIECE_FRAMES, frames - start)
-        pieces.append(out[..., (start - lo) * hop : (start - lo + own) * hop])
-    return torch.cat(pieces, dim=-1)
+        alive = [r for r in range(rows) if lengths[r] > start]
+        for first in range(0, len(alive), per_call):
+            some = alive[first : first + per_call]
+            out = hidden[some, :, lo * rate : hi * rate]
+            for layer in layers[FRONT_LAYERS:]:
+                out = layer(out)
+            hop = out.shape[-1] // (hi - lo)
+            if audio is None:
+                audio = out.new_zeros((rows, out.shape[1], frames * hop))
+            audio[some, :, start * hop : (start + own) * hop] = out[..., (start - lo) * hop : (start - lo + own) * hop]
+    return audio

@@ -101,6 +101,7 @@ class MusicGenGenerator:
     def __init__(self, spec: ModelSpec, *, use_fast: bool | None = None, do_sample: bool = True, fast_options: dict | None = None):
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
+        from .codec import fold_weight_norm
         from .decoding import Decoding
 
         from ..int8_store import in_place
@@ -110,7 +111,9 @@ class MusicGenGenerator:
         self.processor = models.load(spec.model, role, AutoProcessor.from_pretrained)
 
         def load_model():
-            return models.load(spec.model, role, MusicgenForConditionalGeneration.from_pretrained).to(spec.device).eval()
+            model = models.load(spec.model, role, MusicgenForConditionalGeneration.from_pretrained).to(spec.device).eval()
+            fold_weight_norm(model.audio_encoder)
+            return model
 
         model = load_model()
         self.device = spec.device
