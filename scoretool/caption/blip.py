@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 from PIL import Image
@@ -40,8 +41,9 @@ class BlipCaptioner:
         role = "caption model (--caption-model)"
         self.processor = models.load(spec.model, role, BlipProcessor.from_pretrained)
 
-        def load():
-            return models.load(spec.model, role, BlipForConditionalGeneration.from_pretrained).to(spec.device).eval()
+        def load(dtype):
+            from_pretrained = functools.partial(BlipForConditionalGeneration.from_pretrained, dtype=dtype)
+            return models.load(spec.model, role, from_pretrained).to(spec.device).eval()
 
         to_int8 = in_place(models.local_folder(spec.model))  # int8 weights only: no fp32 copy in memory
         self.model, precision = lowp.load_in(load, spec.precision, spec.device, self._check, to_int8)

@@ -107,17 +107,28 @@ def convert(model, precision: str, device: str, to_int8: ToInt8):
     return model
 
 
+def load_dtype(precision: str):
+    """The dtype to load the checkpoint's weights in for `precision`: where both parts run in one half
+    precision, that one (cast as each weight is read: converting a loaded fp32 model took 2.4 s of a
+    run), else fp32 (int8 reads its weights from the checkpoint as it quantizes them)."""
+    import torch
+
+    parts = PARTS[precision]
+    return activation_dtype(parts.vision) if parts.vision == parts.decoder else torch.float32
+
+
 def load_in(
-    load: Callable[[], object],
+    load: Callable[[object], object],
     precision: str,
     device: str,
     check: Callable[[object, str], None],
     to_int8: ToInt8,
 ) -> tuple[object, str]:
-    """`load()` the fp32 model and convert it to `precision`, falling back (int8 -> bf16 -> fp32) where
-    conversion or `check(model, precision)` (a real captioning call) fails. Returns the model and the
-    precision it runs in. fp32 is converted and checked by nothing: it is the reference path."""
-    model = load()
+    """`load(dtype)` the model (in `load_dtype(precision)`) and convert it to `precision`, falling back
+    (int8 -> bf16 -> fp32) where conversion or `check(model, precision)` (a real captioning call) fails.
+    Returns the model and the precision it runs in. fp32 is converted and checked by nothing: it is the
+    reference path."""
+    model = load(load_dtype(precision))
     while precision != "fp32":
         try:
             converted = convert(model, precision, device, to_int8)
@@ -129,5 +140,5 @@ def load_in(
             fallback = FALLBACK[precision]
             log.warning("caption model: %s does not run here (%s); using %s", precision, first_line(exc), fallback)
             precision = fallback
-            model = load()  # conversion works in place: start again from the weights
+            model = load(load_dtype(precision))  # conversion works in place: start again from the weights
     return model, precision

@@ -37,10 +37,11 @@ def audio_codes(codec, channels: int, input_values: torch.Tensor, padding_mask: 
 
 def fold_weight_norm(codec) -> None:
     """EnCodec's convolutions hold weight norm's (g, v) and compute weight = g * v / |v| again at every
-    call (~10% of a decode, more in pieces): computed once, in place, the same weights and audio."""
+    call (~10% of a decode, more in pieces): the decoder's computed once, in place (47 MB for
+    musicgen-small's), the same weights and audio. The encoder's (audio prompts only) stay as they are."""
     from torch.nn.utils import parametrize
 
-    for module in codec.modules():
+    for module in codec.decoder.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
 
@@ -49,18 +50,19 @@ def fold_weight_norm(codec) -> None:
 # musicgen-small audio (measured: a 3-row decode of 5 s each swung the process by ~400 MB, and one row
 # of 6.2 s by ~500 MB at the peak of the sample's run). So rows decode whole, as generate decodes them
 # (the same audio, bit for bit), only while they are short (`WHOLE_FRAMES`) and few (`DECODE_FRAMES`
-# frames in all); past that the decoder's first convolution and LSTM (at the frame rate: little memory,
-# but one LSTM step after another) run over every row at once, and its upsampling stack after them a
-# piece at a time, with as many rows as still have frames there and fit in `DECODE_FRAMES`: 30 s of
-# one row then takes 3.5 s and no memory to speak of, where whole it took 7.8 s and 1 GB (measured here).
+# frames in all). Past that the decoder's first layers (`FRONT_LAYERS`: little memory, but the LSTM
+# runs one step after another, so every row shares its steps) run over every row at once, and the
+# rest a piece of one row at a time: the sample's 3 rows (6.2, 3.4 and 3 s) decode in 1.35 s with
+# ~90 MB of activations (measured here; 1.35 s and ~300 MB with two upsamplings in the front and two
+# rows a piece); 30 s of one row in 3.5 s with no memory to speak of, where whole it took 7.8 s and 1 GB.
 DECODE_FRAMES = 500
 WHOLE_FRAMES = 150  # 3 s
-PIECE_FRAMES = 50  # frames per piece of the upsampling stack (1 s: as fast as 2 s, 1.3x 0.5 s)
+PIECE_FRAMES = 50  # frames per piece (1 s: as fast as 2 s, 1.3x 0.5 s)
 MARGIN_FRAMES = 4  # decoded on each side of a piece and dropped: more than the stack's reach (~1 frame)
-# The decoder's layers that run over whole rows: its conv and LSTM, and the first two upsampling
-# blocks (to 40 samples a frame, 256 channels: ~40 KB a frame a row). Pieces start from there; the
-# first upsampling (1024 to 512 channels) costs 3x as much on pieces of 58 frames as over a whole row.
-FRONT_LAYERS = 8
+# The decoder's layers that run over whole rows: its conv and LSTM, and the first upsampling block
+# (to 8 samples a frame, 512 channels: 16 KB a frame a row), which costs 3x as much on pieces of 58
+# frames as on a whole row.
+FRONT_LAYERS = 5
 
 
 def decode_codes(codec, channels: int, codes: torch.Tensor, frames: list[int] | None = None) -> torch.Tensor:
@@ -111,8 +113,8 @@ def _whole(codec, codes: torch.Tensor, lengths: list[int]) -> torch.Tensor:
 def _in_pieces(codec, codes: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """Audio (rows, 1, samples) for one channel's codes (rows, codebooks, frames), as `codec.decode`
     gives it (to float rounding: 4e-7 measured): the decoder's first `FRONT_LAYERS` over every row, then
-    the rest `PIECE_FRAMES` at a time, each with `MARGIN_FRAMES` more on either side that its edges'
-    padding spoils and that are dropped; a row's audio past its own length stays 0."""
+    the rest `PIECE_FRAMES` of one row at a time, each with `MARGIN_FRAMES` more on either side that its
+    edges' padding spoils and that are dropped; a row's audio past its own length stays 0."""
     rows, frames = codes.shape[0], codes.shape[-1]
     layers = list(codec.decoder.layers)
     hidden = codec.quantizer.decode(codes.transpose(0, 1))  # as EncodecModel._decode_frame
@@ -120,18 +122,15 @@ def _in_pieces(codec, codes: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         hidden = layer(hidden)
     rate = hidden.shape[-1] // frames  # samples a frame so far
     audio = None
-    per_call = max(1, DECODE_FRAMES // (PIECE_FRAMES + 2 * MARGIN_FRAMES))
-    for start in range(0, frames, PIECE_FRAMES):
-        lo, hi = max(0, start - MARGIN_FRAMES), min(frames, start + PIECE_FRAMES + MARGIN_FRAMES)
-        own = min(PIECE_FRAMES, frames - start)
-        alive = [r for r in range(rows) if lengths[r] > start]
-        for first in range(0, len(alive), per_call):
-            some = alive[first : first + per_call]
-            out = hidden[some, :, lo * rate : hi * rate]
+    for row, length in enumerate(lengths):
+        for start in range(0, length, PIECE_FRAMES):
+            lo, hi = max(0, start - MARGIN_FRAMES), min(frames, start + PIECE_FRAMES + MARGIN_FRAMES)
+            own = min(PIECE_FRAMES, frames - start)
+            out = hidden[row : row + 1, :, lo * rate : hi * rate]
             for layer in layers[FRONT_LAYERS:]:
                 out = layer(out)
             hop = out.shape[-1] // (hi - lo)
             if audio is None:
                 audio = out.new_zeros((rows, out.shape[1], frames * hop))
-            audio[some, :, start * hop : (start + own) * hop] = out[..., (start - lo) * hop : (start - lo + own) * hop]
+            audio[row, :, start * hop : (start + own) * hop] = out[0, :, (start - lo) * hop : (start - lo + own) * hop]
     return audio
