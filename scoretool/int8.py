@@ -63,7 +63,7 @@ def _per_channel(weight: torch.Tensor) -> torch.Tensor:
 class Int8Linear(torch.nn.Module):
     """y = x @ weight.T (+ bias) with int8 weights (per output channel) and per-row int8 activations.
     Build one with `quantize(weight, bias)` or `fused([...])`; `Int8Linear(q, bias)` takes a per-channel
-    qint8 weight. `few_rows=True`: the layer mostly multiplies a few rows at a time (MusicGen's decoding
+    qint8 weight (or an `int8_kernel.RowsWeight`, packed for the kernel already). `few_rows=True`: the layer mostly multiplies a few rows at a time (MusicGen's decoding
     step), so it runs on `int8_kernel`'s few-row kernel where that runs here (else on fbgemm)."""
 
     # No float weight to read: code that casts a layer's input to its `.weight`'s dtype when that is
@@ -82,12 +82,14 @@ class Int8Linear(torch.nn.Module):
             self.register_buffer("rowsum", rowsum, persistent=False)
             self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
             self._packed = self._rows = None  # the weight packed for fbgemm, or for int8_kernel
-            if few_rows and unavailable_reason() is None:
+            if isinstance(q, RowsWeight):
+                self._rows = q
+            elif few_rows and unavailable_reason() is None:
                 self._rows = RowsWeight(q.int_repr(), q.q_per_channel_scales(), rowsum, self.bias)
             else:
                 with _engine("fbgemm"):
                     self._packed = torch.ops.quantized.linear_prepack(q, None)
-        self.in_features, self.out_features = q.shape[1], q.shape[0]
+        self.in_features, self.out_features = (q.in_features, q.out_features) if self._rows is q else (q.shape[1], q.shape[0])
 
     @property
     def few_rows(self) -> bool:
@@ -118,6 +120,11 @@ class Int8Linear(torch.nn.Module):
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], *, few_rows: bool = False) -> Int8Linear:
+        from .int8_kernel import RowsWeight, unavailable_reason
+
+        bias = state.get("bias")
+        if few_rows and unavailable_reason() is None:  # packed straight from the plain int8 tensor
+            return cls(RowsWeight(state["int8"], state["scale"], state["rowsum"], bias), bias, rowsum=state["rowsum"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             zero = torch.zeros(state["int8"].shape[0], dtype=torch.long)
@@ -129,6 +136,11 @@ class Int8Linear(torch.nn.Module):
         """One layer for several bias-free ones that read the same input (q, k, v; the LM heads): the
         same results as each alone (per-row activations, per-channel weights), one GEMM; on the
         few-row kernel if they all are."""
+        from .int8_kernel import RowsWeight
+
+        rowsum = torch.cat([layer.rowsum for layer in layers])
+        if all(layer.few_rows for layer in layers):
+            return cls(RowsWeight.joined([layer._rows for layer in layers]), rowsum=rowsum)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parts = [layer.quantized_weight() for layer in layers]
@@ -138,7 +150,7 @@ class Int8Linear(torch.nn.Module):
                 torch.cat([p.q_per_channel_zero_points() for p in parts]),
                 0,
             )
-        return cls(q, rowsum=torch.cat([layer.rowsum for layer in layers]), few_rows=all(x.few_rows for x in layers))
+        return cls(q, rowsum=rowsum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., in) fp32. Few, in-place ops: this runs ~150 times a decoding step."""

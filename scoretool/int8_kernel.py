@@ -151,17 +151,39 @@ class RowsWeight:
     """An int8 weight (out, in) with its per-channel scales, packed for the kernel."""
 
     def __init__(self, int8: torch.Tensor, scale: torch.Tensor, rowsum: torch.Tensor, bias: torch.Tensor | None):
+        out_features, in_features = int8.shape
+        n_pad, k_pad = _padded(out_features, TILE), _padded(in_features, DEPTH)
+        if (n_pad, k_pad) != (out_features, in_features):
+            w = torch.zeros((n_pad, k_pad), dtype=torch.int8)
+            w[:out_features, :in_features] = int8
+            int8 = w
+        # tiles of 64 channels, each: for every 4 inputs, the 64 channels' 4 bytes in a row
+        packed = int8.view(n_pad // TILE, TILE, k_pad // 4, 4).transpose(1, 2).contiguous()
+        self._hold(packed, out_features, in_features, scale, rowsum, bias)
+
+    @classmethod
+    def joined(cls, parts: list[RowsWeight]) -> RowsWeight:
+        """One weight for bias-free parts that read the same input, their outputs one after another.
+        Parts of whole tiles (out_features a multiple of 64: q, k, v; LM heads) join tile by tile, with
+        no unpacking; others are unpacked, joined and packed again."""
+        if any(p.bias is not None for p in parts) or len({p.in_features for p in parts}) != 1:
+            raise ValueError("joined weights take the same input and have no bias")
+        rowsum = torch.cat([p.rowsum[: p.out_features] for p in parts])
+        scale = torch.cat([p.scale[: p.out_features] for p in parts])
+        if any(p.out_features % TILE for p in parts):
+            return cls(torch.cat([p.int8() for p in parts]), scale, rowsum, None)
+        joined = cls.__new__(cls)
+        joined._hold(torch.cat([p.packed for p in parts]), len(scale), parts[0].in_features, scale, rowsum, None)
+        return joined
+
+    def _hold(self, packed, out_features: int, in_features: int, scale, rowsum, bias) -> None:
         lib, reason = _library()
         if lib is None:
             raise RuntimeError(f"the int8 rows kernel can't run: {reason}")
-        self._lib = lib
-        self.out_features, self.in_features = int8.shape
-        self.k_pad, self.n_pad = _padded(self.in_features, DEPTH), _padded(self.out_features, TILE)
+        self._lib, self.packed = lib, packed
+        self.out_features, self.in_features = out_features, in_features
+        self.k_pad, self.n_pad = _padded(in_features, DEPTH), _padded(out_features, TILE)
         self._amx = int(uses_amx())
-        w = torch.zeros((self.n_pad, self.k_pad), dtype=torch.int8)
-        w[: self.out_features, : self.in_features] = int8
-        # tiles of 64 channels, each: for every 4 inputs, the 64 channels' 4 bytes in a row
-        self.packed = w.view(self.n_pad // TILE, TILE, self.k_pad // 4, 4).transpose(1, 2).contiguous()
         self.scale, self.rowsum = self._channels(scale), self._channels(rowsum)
         self.bias = None if bias is None else self._channels(bias)
         self._packed_ptr, self._scale_ptr, self._rowsum_ptr = (t.data_ptr() for t in (self.packed, self.scale, self.rowsum))

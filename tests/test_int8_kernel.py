@@ -58,6 +58,11 @@ def test_packing_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
     assert fused.few_rows
     x = torch.randn(4, 48)
     assert torch.equal(fused.forward(x), torch.cat([rows.forward(x), other.forward(x)], dim=1))
+    # parts of whole 64-channel tiles (q, k, v; the LM heads) join tile by tile, to the same layer
+    parts = [_layers(n, 48, bias=False, seed=n)[3] for n in (128, 64)]
+    joined = int8.Int8Linear.fused(parts)
+    assert torch.equal(joined.forward(x), torch.cat([p.forward(x) for p in parts], dim=1))
+    assert torch.equal(joined.quantized_weight().int_repr(), torch.cat([p.quantized_weight().int_repr() for p in parts]))
 
 
 @pytest.mark.parametrize(
