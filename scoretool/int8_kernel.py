@@ -240,6 +240,13 @@ class _KV(ctypes.Structure):
     _fields_ = [("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("length", ctypes.c_int64), ("bf16", ctypes.c_int)]
 
 
+def describe() -> str:
+    """How the kernel runs here (for `auto`'s reason), where it runs at all."""
+    amx = ["AMX from 5 rows"] if uses_amx() else []
+    layer = ["a decoder layer a call"] if fused_layer_reason() is None else []
+    return ", ".join(["AVX-512 VNNI", *amx, *layer])
+
+
 def fused_layer_reason() -> str | None:
     """Why decoding steps cannot run whole layers in the kernel (`DecoderLayer`), or None where they can."""
     if _off("SCORETOOL_INT8_LAYER"):

@@ -105,12 +105,12 @@ def _cpu_caption() -> Choice:
 
 
 def _cpu_music() -> Choice:
-    from .int8_kernel import unavailable_reason
+    from .int8_kernel import describe, unavailable_reason
 
     k = cpu_kernels()
     if k.int8:
         why_not = unavailable_reason()
-        steps = "decoding on the AVX-512 VNNI few-row int8 kernel" if why_not is None else f"the few-row int8 kernel {why_not}"
+        steps = f"decoding on the few-row int8 kernel: {describe()}" if why_not is None else f"the few-row int8 kernel {why_not}"
         return Choice("int8", f"auto: int8 on this CPU (fbgemm int8 kernels, {k.capability}; {steps})")
     if k.native_bf16:
         return Choice("bf16", f"auto: bf16 on this CPU (native bf16: {', '.join(k.native_bf16)})")
