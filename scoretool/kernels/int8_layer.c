@@ -68,14 +68,20 @@ static void norm_rows(const float *x, int64_t rows, int64_t d, const layer_norm 
 
 /* out[r, h*hd..] = softmax(q . k_t * scaling over t < length, where mask[r, t] if mask) @ v, for every
    row r and head h; q and out are (rows, heads * hd) with a row stride of q_stride and heads * hd. A
-   row whose every position is masked gets zeros (as torch's SDPA). */
-static void attend(const float *q, int64_t q_stride, const kv_block *kv, int64_t length, const uint8_t *mask,
+   row whose every position is masked gets zeros (as torch's SDPA). Returns 0, or -1 if out of memory. */
+static int attend(const float *q, int64_t q_stride, const kv_block *kv, int64_t length, const uint8_t *mask,
                    int64_t rows, int64_t heads, int64_t hd, float scaling, float *out) {
+    int failed = 0;
 #pragma omp parallel
     {
         float *scores = malloc((size_t)length * sizeof(float));
+        if (!scores) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (int64_t rh = 0; rh < rows * heads; rh++) {
+            if (!scores) continue;
             const int64_t r = rh / heads, h = rh % heads;
             const float *qv = q + r * q_stride + h * hd;
             const int64_t base = rh * kv->length * hd;
@@ -118,6 +124,7 @@ static void attend(const float *q, int64_t q_stride, const kv_block *kv, int64_t
         }
         free(scores);
     }
+    return failed ? -1 : 0;
 }
 
 /* This step's keys and values (qkv[r, D:2D] and [2D:3D]) into the cache at position `pos`. */
@@ -154,11 +161,11 @@ int int8_decoder_layer(float *x, int64_t rows, int64_t heads, int64_t hd, const 
         norm_rows(x, rows, d, &layer->ln1, h);
         failed |= linear_into(&layer->qkv, h, rows, wide, NULL, 0, amx);
         store_kv(wide, rows, heads, hd, self, pos);
-        attend(wide, 3 * d, self, pos + 1, NULL, rows, heads, hd, scaling, a);
+        failed |= attend(wide, 3 * d, self, pos + 1, NULL, rows, heads, hd, scaling, a);
         failed |= linear_into(&layer->o, a, rows, x, x, 0, amx);
         norm_rows(x, rows, d, &layer->ln2, h);
         failed |= linear_into(&layer->cq, h, rows, wide, NULL, 0, amx);
-        attend(wide, d, cross, text_length, cross_mask, rows, heads, hd, scaling, a);
+        failed |= attend(wide, d, cross, text_length, cross_mask, rows, heads, hd, scaling, a);
         failed |= linear_into(&layer->co, a, rows, x, x, 0, amx);
         norm_rows(x, rows, d, &layer->ln3, h);
         failed |= linear_into(&layer->fc1, h, rows, wide, NULL, 1, amx);
