@@ -63,8 +63,9 @@ def _per_channel(weight: torch.Tensor) -> torch.Tensor:
 class Int8Linear(torch.nn.Module):
     """y = x @ weight.T (+ bias) with int8 weights (per output channel) and per-row int8 activations.
     Build one with `quantize(weight, bias)` or `fused([...])`; `Int8Linear(q, bias)` takes a per-channel
-    qint8 weight (or an `int8_kernel.RowsWeight`, packed for the kernel already). `few_rows=True`: the layer mostly multiplies a few rows at a time (MusicGen's decoding
-    step), so it runs on `int8_kernel`'s few-row kernel where that runs here (else on fbgemm)."""
+    qint8 weight, or an `int8_kernel.RowsWeight` already packed for the kernel (with its `rowsum`).
+    `few_rows=True`: the layer mostly multiplies a few rows at a time (MusicGen's decoding step), so it
+    runs on `int8_kernel`'s few-row kernel where that runs here (else on fbgemm)."""
 
     # No float weight to read: code that casts a layer's input to its `.weight`'s dtype when that is
     # a tensor (T5's feed-forward, for the `wo` it keeps in fp32) leaves the input as it is.
@@ -83,13 +84,15 @@ class Int8Linear(torch.nn.Module):
             self.register_buffer("bias", None if bias is None else bias.detach().float().cpu(), persistent=False)
             self._packed = self._rows = None  # the weight packed for fbgemm, or for int8_kernel
             if isinstance(q, RowsWeight):
-                self._rows = q
-            elif few_rows and unavailable_reason() is None:
-                self._rows = RowsWeight(q.int_repr(), q.q_per_channel_scales(), rowsum, self.bias)
+                self._rows, shape = q, (q.out_features, q.in_features)
             else:
-                with _engine("fbgemm"):
-                    self._packed = torch.ops.quantized.linear_prepack(q, None)
-        self.in_features, self.out_features = (q.in_features, q.out_features) if self._rows is q else (q.shape[1], q.shape[0])
+                shape = tuple(q.shape)
+                if few_rows and unavailable_reason() is None:
+                    self._rows = RowsWeight(q.int_repr(), q.q_per_channel_scales(), rowsum, self.bias)
+                else:
+                    with _engine("fbgemm"):
+                        self._packed = torch.ops.quantized.linear_prepack(q, None)
+        self.out_features, self.in_features = shape
 
     @property
     def few_rows(self) -> bool:

@@ -4,10 +4,10 @@ Why: a decoding step multiplies 2-16 rows (each clip's conditional and unconditi
 of int8 weights, so it is bound by how fast the weights stream from memory. On this project's 2-core
 Xeon fbgemm's dynamic int8 GEMM streams them at 10-14 GB/s where a plain read reaches ~25 GB/s (and
 MKL's fp32 GEMM ~20 GB/s); this kernel (`kernels/int8_rows.c`) streams them at 15-26 GB/s
-(benchmarks/precision_speed.py measures both). Past 2 rows VNNI's multiply-adds, not the memory, start to
-bound it (one `vpdpbusd` a cycle covers 64 weights for one row); on a CPU with AMX (Sapphire Rapids and
-later) the same tiles go through AMX's int8 tile unit, which covers 16 rows at once, with the same int32
-sums (and so the same bits) as VNNI. It also quantizes each row on its own with 8 bits
+(benchmarks/precision_speed.py measures both). With more rows VNNI's multiply-adds, not the memory,
+start to bound it (one `vpdpbusd` a cycle covers 64 weights for one row); on a CPU with AMX (Sapphire
+Rapids and later) calls of 5 rows or more go through AMX's int8 tiles, 16 rows at once, with the same
+int32 sums (and so the same bits) as VNNI (below 5 rows VNNI measured faster). It also quantizes each row on its own with 8 bits
 (fbgemm's path here: 7 bits) in the same call, in place of the ~8 small torch ops `int8.Int8Linear`
 wraps fbgemm in, and sums the products exactly in int32, so a row's result is bit for bit the same
 whatever shares its call.
