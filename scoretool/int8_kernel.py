@@ -115,7 +115,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"could not be built or loaded ({exc})"
     lib.int8_rows_linear.restype = ctypes.c_int
     lib.int8_rows_linear.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 2,
-                                     *[ctypes.c_void_p] * 4, ctypes.c_int]  # fmt: skip
+                                     *[ctypes.c_void_p] * 4, ctypes.c_int, ctypes.c_int]  # fmt: skip
     lib.int8_rows_amx_ready.restype = ctypes.c_int
     lib.int8_decoder_layer.restype = ctypes.c_int
     lib.int8_decoder_layer.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
@@ -202,15 +202,15 @@ class RowsWeight:
     def channel_scales(self) -> torch.Tensor:
         return self.scale[: self.out_features].clone()
 
-    def linear(self, x: torch.Tensor) -> torch.Tensor:
-        """x (rows, in) -> (rows, out) fp32."""
+    def linear(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        """x (rows, in) -> (rows, out) fp32; `gelu`: GELU (erf) of it, in the same pass."""
         if x.dtype != torch.float32 or not x.is_contiguous():
             x = x.float().contiguous()
         rows = x.shape[0]
         y = torch.empty((rows, self.out_features), dtype=torch.float32)
         if rows and self._lib.int8_rows_linear(
             x.data_ptr(), rows, self.in_features, self.k_pad, self._packed_ptr, self.out_features, self.n_pad,
-            self._scale_ptr, self._rowsum_ptr, self._bias_ptr, y.data_ptr(), self._amx,
+            self._scale_ptr, self._rowsum_ptr, self._bias_ptr, y.data_ptr(), int(gelu), self._amx,
         ):  # fmt: skip
             raise MemoryError("the int8 rows kernel could not allocate its scratch")
         return y

@@ -77,21 +77,21 @@ def write_store(path: Path, layers: dict[str, Int8Linear]) -> None:
 
 
 def in_place(folder: str | None) -> Callable[..., None]:
-    """`to_int8(module, prefix, skip=..., few_rows=...)`: `module`'s Linear layers (but those `skip(name)`
-    names) replaced by int8 ones (`int8.Int8Linear`, with `few_rows`), in place; `prefix` is the module's name in the model (its weights' names in
+    """`to_int8(module, prefix, skip=..., on_kernel=...)`: `module`'s Linear layers (but those `skip(name)`
+    names) replaced by int8 ones (`int8.Int8Linear`, with `on_kernel`), in place; `prefix` is the module's name in the model (its weights' names in
     the checkpoint start with it). Without a local `folder` (nothing to read or key by) the layers are
     quantized from their own weights."""
     checkpoint = Checkpoint.find(folder)
 
     def to_int8(module: torch.nn.Module, prefix: str, skip: Callable[[str], bool] = lambda name: False,
-                few_rows: bool = False) -> None:  # fmt: skip
+                on_kernel: bool = False) -> None:  # fmt: skip
         if checkpoint is None:
-            quantize_linears(module, skip=skip, few_rows=few_rows)
+            quantize_linears(module, skip=skip, on_kernel=on_kernel)
             return
         path = store_path(folder, prefix)
         stored = read_store(path)
         read = lambda name: checkpoint.tensor(f"{prefix}.{name}.weight")  # noqa: E731
-        layers = quantize_linears(module, read, stored, skip, few_rows)
+        layers = quantize_linears(module, read, stored, skip, on_kernel)
         if stored is None or stored.damaged or stored.keys() != layers.keys():
             write_store(path, layers)
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from scoretool import int8
+from scoretool import int8, int8_kernel
 from scoretool.caption import lowp
 from scoretool.caption.blip import BlipCaptioner, clean_caption
+from scoretool.caption.fused import FusedMLP, fuse_vision_mlp
 from scoretool.int8 import Int8Linear
 from scoretool.specs import ModelSpec
 
@@ -70,6 +71,41 @@ def test_each_precision_captions_in_that_precision(blip_folder, precision, caplo
     assert len(captions) == 3 and all(c.split() for c in captions)
     vocab = captioner.processor.tokenizer.get_vocab()
     assert all(word in vocab for c in captions for word in c.split())
+
+
+@pytest.mark.skipif(int8_kernel.unavailable_reason() is not None, reason=f"no int8 kernel here: {int8_kernel.unavailable_reason()}")
+def test_int8_runs_on_the_kernel_with_the_vision_gelu_in_its_pass_and_each_frames_caption_its_own(blip_folder):
+    captioner = _captioner(blip_folder, "int8")
+    layers = [m for m in captioner.model.modules() if isinstance(m, Int8Linear)]
+    assert layers and all(layer.on_kernel for layer in layers)
+    assert all(isinstance(layer.mlp, FusedMLP) for layer in captioner.model.vision_model.encoder.layers)
+
+    images = _images()
+    together = captioner.caption(images)
+    assert [captioner.caption([image])[0] for image in images] == together  # per-row quantization
+    with torch.inference_mode():  # the fused MLP computes what transformers' does on the same layers
+        mlp = captioner.model.vision_model.encoder.layers[0].mlp
+        x = torch.randn(3, 20, mlp.fc1.in_features)
+        torch.testing.assert_close(mlp(x), mlp.fc2(torch.nn.functional.gelu(mlp.fc1(x))), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(int8_kernel.unavailable_reason() is not None, reason=f"no int8 kernel here: {int8_kernel.unavailable_reason()}")
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_a_vision_mlp_is_fused_only_where_it_computes_the_same(blip_folder, activation, caplog):
+    from transformers import BlipForConditionalGeneration
+
+    vision = BlipForConditionalGeneration.from_pretrained(blip_folder).vision_model
+    for layer in vision.encoder.layers:
+        for name in ("fc1", "fc2"):
+            linear = getattr(layer.mlp, name)
+            setattr(layer.mlp, name, Int8Linear.quantize(linear.weight, linear.bias, on_kernel=True))
+        if activation == "relu":  # a transformers whose MLP no longer runs GELU
+            layer.mlp.activation_fn = torch.nn.ReLU()
+    with caplog.at_level(logging.WARNING, logger="scoretool"):
+        fused = fuse_vision_mlp(vision)
+    assert fused == (activation == "gelu")
+    assert all(isinstance(layer.mlp, FusedMLP) == fused for layer in vision.encoder.layers)
+    assert ("keeping transformers' own vision MLP" in caplog.text) == (not fused)
 
 
 def test_int8_that_cannot_run_falls_back_to_bf16_saying_why(blip_folder, monkeypatch, caplog):

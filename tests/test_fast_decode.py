@@ -355,7 +355,7 @@ def _stack_calls(encodec, codec):
     return calls, stack.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape[::2])))
 
 
-def test_long_batches_are_decoded_a_few_rows_at_a_time_to_the_same_audio(tiny, monkeypatch):
+def test_long_batches_are_decoded_a_on_kernel_at_a_time_to_the_same_audio(tiny, monkeypatch):
     from scoretool.music import codec
 
     model, _ = tiny

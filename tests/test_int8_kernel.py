@@ -1,5 +1,5 @@
-"""The few-row int8 kernel (scoretool/int8_kernel.py): accurate, batch-independent, repacked losslessly,
-and where it can't run, said why with fbgemm kept."""
+"""The int8 kernel (scoretool/int8_kernel.py): accurate, batch-independent on a few rows and on many,
+its GELU pass, repacked losslessly, and where it can't run, said why with fbgemm kept."""
 
 import pytest
 import torch
@@ -17,8 +17,8 @@ def _layers(out_features, in_features, bias=True, seed=0):
     weight = torch.randn(out_features, in_features, generator=g) * 0.05
     b = torch.randn(out_features, generator=g) if bias else None
     fbgemm = int8.Int8Linear.quantize(weight, b)
-    rows = int8.Int8Linear.quantize(weight, b, few_rows=True)
-    assert rows.few_rows and not fbgemm.few_rows
+    rows = int8.Int8Linear.quantize(weight, b, on_kernel=True)
+    assert rows.on_kernel and not fbgemm.on_kernel
     return weight, b, fbgemm, rows
 
 
@@ -46,6 +46,26 @@ def test_a_rows_result_is_the_same_whatever_shares_its_call():
 
 
 @needs_kernel
+def test_many_rows_go_in_chunks_with_each_rows_result_unchanged():
+    weight, b, fbgemm, rows = _layers(200, 130)
+    x = torch.randn(250, 130) * 2  # chunks of 96 rows: 96, 96 and 58, each against every tile
+    together = rows.forward(x)
+    for start, stop in ((0, 1), (95, 97), (191, 193), (249, 250), (7, 140)):
+        assert torch.equal(rows.forward(x[start:stop]), together[start:stop])
+    exact = torch.nn.functional.linear(x, weight, b)
+    assert ((together - exact).norm() / exact.norm()).item() < 0.02
+
+
+@needs_kernel
+def test_the_gelu_in_the_kernels_pass_is_torchs_gelu_of_its_result():
+    _, _, fbgemm, rows = _layers(130, 72)
+    x = torch.randn(150, 72) * 2
+    torch.testing.assert_close(rows.gelu(x), torch.nn.functional.gelu(rows.forward(x)), rtol=0, atol=2e-6)
+    assert rows.gelu(x.view(10, 15, 72)).shape == (10, 15, 130)
+    torch.testing.assert_close(fbgemm.gelu(x), torch.nn.functional.gelu(fbgemm.forward(x)))  # fbgemm: two passes
+
+
+@needs_kernel
 def test_packing_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
     _, _, fbgemm, rows = _layers(130, 48, bias=False)
     before, after = fbgemm.quantized_weight(), rows.quantized_weight()
@@ -55,7 +75,7 @@ def test_packing_for_the_kernel_keeps_the_int8_weight_and_fuses_like_fbgemm():
     # a fused layer (q, k, v) made of kernel layers gives each part's own result
     _, _, _, other = _layers(70, 48, bias=False, seed=1)
     fused = int8.Int8Linear.fused([rows, other])
-    assert fused.few_rows
+    assert fused.on_kernel
     x = torch.randn(4, 48)
     assert torch.equal(fused.forward(x), torch.cat([rows.forward(x), other.forward(x)], dim=1))
     # parts of whole 64-channel tiles (q, k, v; the LM heads) join tile by tile, to the same layer
@@ -82,8 +102,8 @@ def test_where_the_kernel_cannot_run_the_reason_is_given_and_fbgemm_stays(monkey
         if "lacks" in (reason or "") and why == "no C compiler":
             pytest.skip(f"this CPU can't run it anyway: {reason}")
         assert why in reason and why in caplog.text
-        layer = int8.Int8Linear.quantize(torch.randn(64, 32), few_rows=True)
-        assert not layer.few_rows
+        layer = int8.Int8Linear.quantize(torch.randn(64, 32), on_kernel=True)
+        assert not layer.on_kernel
         x = torch.randn(2, 32)
         assert layer.forward(x).shape == (2, 64)
     finally:

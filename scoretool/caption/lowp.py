@@ -5,9 +5,10 @@ blip-base) runs once per image on 577 patch tokens: large matrix products, bound
 text decoder (BERT-base with cross-attention to those tokens) runs ~30 steps of one token per image:
 small products, bound by reading the weights. So each precision says what each part runs in (see
 `PARTS`). int8 replaces every Linear layer by `int8.Int8Linear` (per-channel int8 weights, per-row
-int8 activations, the layer MusicGen's decoder uses): a quarter of the weight bytes for the decoder,
-VNNI int8 products for the encoder; the fp32 weights are read from the checkpoint's file as each is
-quantized, so they never take memory.
+int8 activations, the layer MusicGen's decoder uses, on scoretool's int8 kernel where it runs: see
+`int8_kernel`): a quarter of the weight bytes for the decoder, VNNI int8 products for the encoder
+(whose MLP then applies its GELU in the kernel's pass, `fused`); the fp32 weights are read from the
+checkpoint's file as each is quantized, so they never take memory.
 
 A precision that cannot run here (a missing op, an API a future torch drops, int8 on a GPU) falls
 back to the next (int8 -> bf16 -> fp32, fp16 -> fp32) with the reason logged at WARNING; the
@@ -43,7 +44,7 @@ PARTS = {
     "bf16": Parts(vision="bf16", decoder="bf16"),
     "int8": Parts(vision="int8", decoder="int8"),
 }
-ToInt8 = Callable[[object, str], None]  # (module, its name in the model): its Linear layers made int8 in place
+ToInt8 = Callable[..., None]  # (module, its name in the model, on_kernel=...): its Linear layers made int8 in place
 
 
 class PrecisionUnavailable(RuntimeError):
@@ -85,17 +86,20 @@ def convert_part(module, part: str, device: str, to_int8: Callable[[object], Non
 
 def convert(model, precision: str, device: str, to_int8: ToInt8):
     """A loaded `BlipForConditionalGeneration` (fp32, on `device`) converted in place to `precision`:
-    each part as `PARTS` says, the vision encoder's attention fused (see `attention`), and where the
-    parts' activations differ, the encoder's output cast to the decoder's dtype. `to_int8(module, name)`
-    makes a part's Linear layers int8 in place (`int8_store.in_place`)."""
-    from .attention import fuse_vision_attention
+    each part as `PARTS` says, the vision encoder's attention (and in int8 its MLP) fused (see `fused`),
+    and where the parts' activations differ, the encoder's output cast to the decoder's dtype.
+    `to_int8(module, name, on_kernel=True)` makes a part's Linear layers int8 in place (`int8_store.in_place`)."""
+    from .fused import fuse_vision_attention, fuse_vision_mlp
 
     parts = PARTS[precision]
     for name in ("vision_model", "text_decoder"):
         part = getattr(parts, "vision" if name == "vision_model" else "decoder")
-        setattr(model, name, convert_part(getattr(model, name), part, device, lambda module: to_int8(module, name)))
+        int8_in_place = lambda module: to_int8(module, name, on_kernel=True)  # noqa: E731
+        setattr(model, name, convert_part(getattr(model, name), part, device, int8_in_place))
     if precision != "fp32":
         fuse_vision_attention(model.vision_model)
+    if parts.vision == "int8":
+        fuse_vision_mlp(model.vision_model)
     to_decoder = activation_dtype(parts.decoder)
     if activation_dtype(parts.vision) != to_decoder:
 

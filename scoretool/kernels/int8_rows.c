@@ -210,8 +210,12 @@ int int8_rows_amx_ready(void) { return 0; }
 #endif
 
 /* x (m_count, k_in) fp32 contiguous; y (m_count, n_out) fp32. AMX (where int8_rows_amx_ready() said
-   yes) from AMX_MIN_ROWS rows: below that, VNNI streams the weights faster (measured). */
+   yes) from AMX_MIN_ROWS rows: below that, VNNI streams the weights faster (measured). Many rows (BLIP's
+   vision encoder: thousands) go in chunks of CHUNK_ROWS, every tile for one chunk before the next, so
+   the chunk's quantized rows stay in the core's cache while the weight is read again (from L3) for
+   each chunk; a few rows are one chunk, each tile read once. */
 #define AMX_MIN_ROWS 5
+#define CHUNK_ROWS 96 /* a multiple of 16 (AMX) and of ROWS; 96 x 3072 bytes fit a 1 MB L2 */
 int linear_into(const packed_linear *p, const float *x, int64_t m_count, float *y, const float *residual, int gelu,
                 int amx) {
     const int64_t m_pad = (m_count + 15) / 16 * 16; /* AMX reads 16 rows at a time */
@@ -221,26 +225,30 @@ int linear_into(const packed_linear *p, const float *x, int64_t m_count, float *
         free(q), free(lo), free(step);
         return -1;
     }
-    quantize_rows(x, m_count, p->k_in, p->k_pad, q, lo, step);
-    const epilogue e = {lo, step, p->scale, p->rowsum, p->bias, residual, y, p->n_out, gelu};
-    const int64_t tiles = p->n_pad / 64, k_pad = p->k_pad;
+    const int64_t tiles = p->n_pad / 64, k_pad = p->k_pad, chunks = (m_count + CHUNK_ROWS - 1) / CHUNK_ROWS;
     amx = amx && m_count >= AMX_MIN_ROWS;
 #pragma omp parallel
     {
+#pragma omp for schedule(static)
+        for (int64_t m = 0; m < m_count; m++) quantize_rows(x + m * p->k_in, 1, p->k_in, k_pad, q + m * k_pad, lo + m, step + m);
 #ifdef __AMX_INT8__
         if (amx) amx_configure(); /* per thread, every call: other libraries (oneDNN) load their own */
 #endif
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < tiles; t++) {
-            const int8_t *tile = p->w + t * k_pad * 64;
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t c = 0; c < chunks; c++)
+            for (int64_t t = 0; t < tiles; t++) {
+                const int8_t *tile = p->w + t * k_pad * 64;
+                const int64_t m0 = c * CHUNK_ROWS, rows = m_count - m0 < CHUNK_ROWS ? m_count - m0 : CHUNK_ROWS;
+                const epilogue chunk = {lo + m0, step + m0, p->scale, p->rowsum, p->bias,
+                                        residual ? residual + m0 * p->n_out : NULL, y + m0 * p->n_out, p->n_out, gelu};
 #ifdef __AMX_INT8__
-            if (amx) {
-                tile_amx(q, m_count, k_pad, tile, t * 64, &e);
-                continue;
-            }
+                if (amx) {
+                    tile_amx(q + m0 * k_pad, rows, k_pad, tile, t * 64, &chunk);
+                    continue;
+                }
 #endif
-            tile_vnni(q, m_count, k_pad, tile, t * 64, &e);
-        }
+                tile_vnni(q + m0 * k_pad, rows, k_pad, tile, t * 64, &chunk);
+            }
 #ifdef __AMX_INT8__
         if (amx) _tile_release();
 #endif
@@ -252,7 +260,8 @@ int linear_into(const packed_linear *p, const float *x, int64_t m_count, float *
 /* linear_into for Python (scoretool/int8_kernel.py): w packed (n_pad / 64 tiles of k_pad * 64 bytes);
    scale, rowsum (and bias, or NULL) of n_pad floats. */
 int int8_rows_linear(const float *x, int64_t m_count, int64_t k_in, int64_t k_pad, const int8_t *w, int64_t n_out,
-                     int64_t n_pad, const float *scale, const float *rowsum, const float *bias, float *y, int amx) {
+                     int64_t n_pad, const float *scale, const float *rowsum, const float *bias, float *y, int gelu,
+                     int amx) {
     const packed_linear p = {w, scale, rowsum, bias, k_in, k_pad, n_out, n_pad};
-    return linear_into(&p, x, m_count, y, NULL, 0, amx);
+    return linear_into(&p, x, m_count, y, NULL, gelu, amx);
 }

@@ -89,7 +89,7 @@ class Decoder:
     @staticmethod
     def _int8(linear: torch.nn.Module) -> Int8Linear:
         """The model's own int8 layer where it holds one (`int8.quantize_linears`), else an int8 copy."""
-        return linear if isinstance(linear, Int8Linear) else Int8Linear.quantize(linear.weight, few_rows=True)
+        return linear if isinstance(linear, Int8Linear) else Int8Linear.quantize(linear.weight, on_kernel=True)
 
     def _layer(self, layer) -> Layer:
         sa, ca = layer.self_attn, layer.encoder_attn
@@ -127,7 +127,7 @@ class Decoder:
         names = ("qkv", "o", "cq", "co", "fc1", "fc2")
         if fused_layer_reason() is not None or not isinstance(self.act, GELUActivation) or str(self.device) != "cpu":
             return None
-        if not all(getattr(entry, name).few_rows for entry in self.layers for name in names):
+        if not all(getattr(entry, name).on_kernel for entry in self.layers for name in names):
             return None
         return [
             DecoderLayer((e.ln1[1:], e.ln2[1:], e.ln3[1:]), {n: getattr(e, n)._rows for n in names}, self.H, self.hd, self.scaling)

@@ -32,7 +32,7 @@ class CastLinear(torch.nn.Module):
 def reduced(linear: torch.nn.Linear, precision: str) -> torch.nn.Module:
     """A stand-in for `linear` in `precision` (int8, bf16 or fp16)."""
     if precision == "int8":
-        return Int8Linear.quantize(linear.weight, linear.bias, few_rows=True)  # as the fast loop's
+        return Int8Linear.quantize(linear.weight, linear.bias, on_kernel=True)  # as the fast loop's
     return CastLinear(linear.weight, linear.bias, HALF_DTYPES[precision])
 
 

@@ -83,7 +83,7 @@ def hold_in_int8(model, to_int8) -> None:
     be a fifth of the process), its `wo` too (transformers keeps that in fp32 against fp16 overflow;
     an int8 layer's activations are fp32). EnCodec (convolutions) stays fp32. The decoder's layers, which
     decoding runs a few rows at a time, run on `int8_kernel`'s few-row kernel where it runs here."""
-    to_int8(model.decoder, "decoder", few_rows=True)
+    to_int8(model.decoder, "decoder", on_kernel=True)
     to_int8(model.text_encoder, "text_encoder")
 
 
