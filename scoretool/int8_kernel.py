@@ -38,10 +38,11 @@ from .cpu_flags import cpu_flags
 log = logging.getLogger("scoretool")
 
 KERNELS = Path(__file__).with_name("kernels")
-SOURCES = (KERNELS / "int8_rows.c", KERNELS / "int8_layer.c")  # and their header, int8_rows.h
+SOURCES = (KERNELS / "int8_rows.c", KERNELS / "int8_layer.c", KERNELS / "attention_bf16.c")  # and int8_rows.h
 HEADER = KERNELS / "int8_rows.h"
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-fopenmp", "-shared", "-fPIC")
 AMX_FLAGS = ("-mamx-tile", "-mamx-int8")  # a compiler without them (gcc < 11) builds the VNNI path only
+BF16_FLAGS = ("-mavx512bf16",)  # gcc >= 10: `attention`; without it, attention stays torch's
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")  # /proc/cpuinfo flags
 AMX_NEEDS = ("amx_tile", "amx_int8")
 TILE = 64  # output channels per packed tile (kernels/int8_rows.c)
@@ -53,11 +54,13 @@ def _compiler() -> str | None:
 
 
 def _build(compiler: str) -> Path:
-    """The kernel built with AMX where the compiler can, else without."""
-    try:
-        return _build_with(compiler, FLAGS + AMX_FLAGS)
-    except subprocess.CalledProcessError:
-        return _build_with(compiler, FLAGS)
+    """The kernel built with AMX and AVX-512 BF16 where the compiler can, else with what it can."""
+    for extra in (AMX_FLAGS + BF16_FLAGS, BF16_FLAGS):
+        try:
+            return _build_with(compiler, FLAGS + extra)
+        except subprocess.CalledProcessError:
+            pass
+    return _build_with(compiler, FLAGS)
 
 
 def _build_with(compiler: str, flags: tuple[str, ...]) -> Path:
@@ -117,6 +120,9 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib.int8_rows_linear.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 2,
                                      *[ctypes.c_void_p] * 4, ctypes.c_int, ctypes.c_int]  # fmt: skip
     lib.int8_rows_amx_ready.restype = ctypes.c_int
+    lib.kernels_attention_ready.restype = ctypes.c_int
+    lib.attention_bf16.restype = ctypes.c_int
+    lib.attention_bf16.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_float, ctypes.c_void_p]
     lib.int8_decoder_layer.restype = ctypes.c_int
     lib.int8_decoder_layer.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
@@ -136,6 +142,34 @@ def uses_amx() -> bool:
     if lib is None or _off("SCORETOOL_INT8_AMX") or not all(flag in cpu_flags() for flag in AMX_NEEDS):
         return False
     return bool(lib.int8_rows_amx_ready())
+
+
+def attention_unavailable_reason() -> str | None:
+    """Why `attention` cannot run here, or None where it can."""
+    lib, reason = _library()
+    if lib is None:
+        return f"the kernels' library {reason}"
+    if _off("SCORETOOL_BF16_ATTENTION"):
+        return "it is turned off (SCORETOOL_BF16_ATTENTION)"
+    if "avx512_bf16" not in cpu_flags():
+        return "it needs avx512_bf16, which this CPU lacks"
+    if not lib.kernels_attention_ready():
+        return "the C compiler could not build it (-mavx512bf16)"
+    return None
+
+
+def attention(qkv: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
+    """softmax(scale q k^T) v for every head, no mask, with bf16 products and fp32 sums
+    (kernels/attention_bf16.c): qkv (batch, tokens, 3 * heads * 64) fp32, as a fused qkv Linear writes
+    it; returns (batch, tokens, heads * 64) fp32. Where `attention_unavailable_reason()` is None."""
+    batch, tokens, three_width = qkv.shape
+    if qkv.dtype != torch.float32 or three_width != 3 * heads * 64:
+        raise ValueError(f"the bf16 attention kernel takes fp32 qkv with heads of 64, not {qkv.dtype} {tuple(qkv.shape)}")
+    qkv = qkv.contiguous()
+    out = torch.empty((batch, tokens, heads * 64), dtype=torch.float32)
+    if _library()[0].attention_bf16(qkv.data_ptr(), batch, tokens, heads, scale, out.data_ptr()):
+        raise MemoryError("the bf16 attention kernel could not allocate its scratch")
+    return out
 
 
 def unavailable_reason() -> str | None:

@@ -92,16 +92,25 @@ def choose(requested: str, device: str, role: Role) -> Choice:
 
 def _cpu_caption() -> Choice:
     # BLIP's vision encoder is bound by arithmetic (577 patch tokens an image). With AMX, oneDNN runs
-    # bf16 products on its matrix units: bf16 BLIP measured 2.5x fp32 and 1.5x int8 on an AMX Xeon,
-    # and nearer fp32 (teacher-forced KL 0.00004 vs int8's 0.00026). Without AMX, bf16 BLIP measured
-    # 3.6x slower than fp32 on an AVX-512 BF16 CPU (its convolution and attention paths), so there
-    # it is never auto's choice.
+    # bf16 products on its matrix units: bf16 BLIP measured 2.5x fp32 and 1.5x int8 (on fbgemm) on an
+    # AMX Xeon, and nearer fp32 (teacher-forced KL 0.00004 vs int8's 0.00026). Without AMX (the EPYC's
+    # AVX-512 BF16), bf16 BLIP measured 1.8x fp32 and int8 on scoretool's kernels 3.1x and more.
     k = cpu_kernels()
     if AMX_BF16 in k.flags:
         return Choice("bf16", "auto: BLIP in bf16 on this CPU (AMX bf16 matrix units)")
     if k.int8:
-        return Choice("int8", f"auto: BLIP in int8 on this CPU (fbgemm int8 kernels, {k.capability})")
+        return Choice("int8", f"auto: BLIP in int8 on this CPU ({_caption_kernels(k)})")
     return Choice("fp32", f"auto: BLIP in fp32 on this CPU (no fast int8: {k.int8_missing or k.capability})")
+
+
+def _caption_kernels(k: CpuKernels) -> str:
+    from .int8_kernel import attention_unavailable_reason, unavailable_reason
+
+    why_not = unavailable_reason()
+    if why_not is not None:
+        return f"fbgemm int8 kernels, {k.capability}; scoretool's int8 kernel {why_not}"
+    attention = "in bf16 products, AVX-512 BF16" if attention_unavailable_reason() is None else "in fp32"
+    return f"scoretool's int8 kernel, AVX-512 VNNI; vision attention {attention}"
 
 
 def _cpu_music() -> Choice:

@@ -13,7 +13,7 @@ from PIL import Image
 from scoretool import int8, int8_kernel
 from scoretool.caption import lowp
 from scoretool.caption.blip import BlipCaptioner, clean_caption
-from scoretool.caption.fused import FusedMLP, fuse_vision_mlp
+from scoretool.caption.fused import FusedMLP, fuse_vision_attention, fuse_vision_mlp
 from scoretool.int8 import Int8Linear
 from scoretool.specs import ModelSpec
 
@@ -106,6 +106,23 @@ def test_a_vision_mlp_is_fused_only_where_it_computes_the_same(blip_folder, acti
     assert fused == (activation == "gelu")
     assert all(isinstance(layer.mlp, FusedMLP) == fused for layer in vision.encoder.layers)
     assert ("keeping transformers' own vision MLP" in caplog.text) == (not fused)
+
+
+@pytest.mark.skipif(int8_kernel.attention_unavailable_reason() is not None, reason=f"{int8_kernel.attention_unavailable_reason()}")
+def test_int8_vision_attention_with_heads_of_64_runs_on_the_bf16_kernel():
+    from transformers import BlipVisionConfig, BlipVisionModel
+
+    torch.manual_seed(0)  # blip-base's heads (64 wide), one small layer; the tiny test BLIP's are 8 wide
+    config = BlipVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=64, patch_size=16)  # fmt: skip
+    vision = BlipVisionModel(config).eval()
+    pixels = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        want = vision(pixel_values=pixels).last_hidden_state
+        assert fuse_vision_attention(vision, bf16_kernel=True)
+        assert vision.encoder.layers[0].self_attn.bf16_kernel
+        got = vision(pixel_values=pixels).last_hidden_state
+    assert ((got - want).norm() / want.norm()).item() < 1e-2  # bf16 products, fp32 sums
 
 
 def test_int8_that_cannot_run_falls_back_to_bf16_saying_why(blip_folder, monkeypatch, caplog):

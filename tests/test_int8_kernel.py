@@ -141,6 +141,21 @@ def test_auto_says_whether_musicgens_decoding_runs_on_the_kernel(monkeypatch):
         int8_kernel._library_once.cache_clear()
 
 
+def test_auto_says_which_kernels_blip_runs_on_in_int8(monkeypatch):
+    from scoretool import precision
+
+    monkeypatch.setattr(precision, "cpu_kernels", lambda: precision.CpuKernels("AVX512", frozenset({"avx512f"}), None))
+    monkeypatch.setattr(int8_kernel, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(int8_kernel, "attention_unavailable_reason", lambda: None)
+    why = precision.choose("auto", "cpu", "caption").why
+    assert "scoretool's int8 kernel" in why and "attention in bf16" in why
+    monkeypatch.setattr(int8_kernel, "attention_unavailable_reason", lambda: "it needs avx512_bf16")
+    assert "attention in fp32" in precision.choose("auto", "cpu", "caption").why
+    monkeypatch.setattr(int8_kernel, "unavailable_reason", lambda: "is turned off (SCORETOOL_INT8_KERNEL)")
+    why = precision.choose("auto", "cpu", "caption").why
+    assert "fbgemm int8 kernels" in why and "turned off" in why
+
+
 def test_threads_building_int8_layers_at_once_share_one_build_of_the_kernel(tmp_path, monkeypatch):
     """quantize_linears builds layers on a thread per core: the first ones all ask for the kernel."""
     from concurrent.futures import ThreadPoolExecutor

@@ -4,6 +4,8 @@ Attention: transformers' `BlipAttention` computes attention eagerly: the 577 x 5
 every head is written out, scaled, softmaxed and read back. Profiled in int8 on a 2-core CPU
 (blip-base, 8 images), that is about 40% of the vision encoder's time, once its Linear layers are
 quantized. PyTorch's `scaled_dot_product_attention` computes the same thing fused, without the matrix.
+In int8, where the CPU has AVX-512 BF16, `int8_kernel.attention` does it with bf16 products (fp32
+sums and softmax): 2x SDPA's fp32 on the EPYC, about as near fp32 as BLIP in bf16.
 
 MLP (int8 only): `BlipMLP` runs fc1, then GELU over the 9 x 577 x 3072 activations it wrote, then
 fc2. On the int8 kernel (`int8_kernel`) fc1 applies the GELU to each output as it stores it: one pass
@@ -22,6 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .. import int8_kernel
 from ..files import first_line
 from ..int8 import Int8Linear
 
@@ -29,15 +32,20 @@ log = logging.getLogger("scoretool")
 
 
 class FusedAttention(nn.Module):
-    """`BlipAttention` (no mask, as BLIP's vision encoder has none) through SDPA, on the same weights."""
+    """`BlipAttention` (no mask, as BLIP's vision encoder has none) through SDPA, on the same weights;
+    `bf16_kernel`: through `int8_kernel.attention` where its heads are 64 wide (blip-base's and
+    blip-large's; fp32 activations)."""
 
-    def __init__(self, eager: nn.Module):
+    def __init__(self, eager: nn.Module, bf16_kernel: bool = False):
         super().__init__()
         self.qkv, self.projection = eager.qkv, eager.projection
         self.num_heads, self.scale = eager.num_heads, eager.scale
+        self.bf16_kernel = bf16_kernel and self.projection.in_features == 64 * self.num_heads
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, None]:
         batch, tokens, width = hidden_states.shape
+        if self.bf16_kernel:
+            return self.projection(int8_kernel.attention(self.qkv(hidden_states), self.num_heads, self.scale)), None
         qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, width // self.num_heads).permute(2, 0, 3, 1, 4)
         context = nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=self.scale)
         return self.projection(context.transpose(1, 2).reshape(batch, tokens, width)), None
@@ -56,13 +64,14 @@ class FusedMLP(nn.Module):
         return self.fc2(self.fc1.gelu(hidden_states))
 
 
-def fuse_vision_attention(vision_model: nn.Module) -> bool:
-    """Swap each encoder layer's attention for `FusedAttention`, in place, if it computes the same on a
-    small input. Returns whether it did."""
+def fuse_vision_attention(vision_model: nn.Module, bf16_kernel: bool = False) -> bool:
+    """Swap each encoder layer's attention for `FusedAttention` (`bf16_kernel`: see there), in place,
+    if it computes the same on a small input. Returns whether it did."""
     dtype = next(vision_model.parameters()).dtype
-    tolerance = 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
+    tolerance = 2e-2 if bf16_kernel or dtype in (torch.float16, torch.bfloat16) else 1e-4
     same = lambda eager, fused: _same(lambda x: eager(hidden_states=x)[0], lambda x: fused(x)[0], fused.projection.in_features, dtype, tolerance)  # noqa: E731
-    return _swap(vision_model.encoder.layers, "self_attn", FusedAttention, same, "vision attention")
+    fuse = lambda eager: FusedAttention(eager, bf16_kernel)  # noqa: E731
+    return _swap(vision_model.encoder.layers, "self_attn", fuse, same, "vision attention")
 
 
 def fuse_vision_mlp(vision_model: nn.Module) -> bool:

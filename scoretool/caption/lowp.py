@@ -89,6 +89,7 @@ def convert(model, precision: str, device: str, to_int8: ToInt8):
     each part as `PARTS` says, the vision encoder's attention (and in int8 its MLP) fused (see `fused`),
     and where the parts' activations differ, the encoder's output cast to the decoder's dtype.
     `to_int8(module, name, on_kernel=True)` makes a part's Linear layers int8 in place (`int8_store.in_place`)."""
+    from ..int8_kernel import attention_unavailable_reason
     from .fused import fuse_vision_attention, fuse_vision_mlp
 
     parts = PARTS[precision]
@@ -97,7 +98,7 @@ def convert(model, precision: str, device: str, to_int8: ToInt8):
         int8_in_place = lambda module: to_int8(module, name, on_kernel=True)  # noqa: E731
         setattr(model, name, convert_part(getattr(model, name), part, device, int8_in_place))
     if precision != "fp32":
-        fuse_vision_attention(model.vision_model)
+        fuse_vision_attention(model.vision_model, bf16_kernel=parts.vision == "int8" and attention_unavailable_reason() is None)
     if parts.vision == "int8":
         fuse_vision_mlp(model.vision_model)
     to_decoder = activation_dtype(parts.decoder)
