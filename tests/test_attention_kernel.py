@@ -59,3 +59,29 @@ def test_where_it_cannot_run_the_reason_is_given(monkeypatch):
     monkeypatch.delenv("SCORETOOL_BF16_ATTENTION")
     monkeypatch.setattr(int8_kernel, "cpu_flags", lambda: frozenset({"avx512f"}))
     assert int8_kernel.attention_unavailable_reason() is not None  # the library or the CPU lacks it
+
+
+def test_a_compiler_without_avx512_bf16_still_builds_the_int8_kernel(tmp_path, monkeypatch):
+    """gcc < 10 knows no -mavx512bf16: the library is built without the attention, which says why."""
+    import shutil
+
+    from scoretool import int8
+
+    real = shutil.which("cc")
+    if real is None or int8.int8_unavailable_reason() is not None:
+        pytest.skip("no C compiler or no int8 here")
+    old_cc = tmp_path / "old-cc"
+    old_cc.write_text(f"#!/bin/sh\nfor a in \"$@\"; do case $a in -mavx512bf16|-mamx-*) exit 1;; esac; done\nexec {real} \"$@\"\n")
+    old_cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(old_cc))
+    monkeypatch.setenv("SCORETOOL_CACHE_DIR", str(tmp_path / "cache"))
+    int8_kernel._library_once.cache_clear()
+    try:
+        if int8_kernel.unavailable_reason() is not None:
+            pytest.skip(f"the kernel can't run here anyway: {int8_kernel.unavailable_reason()}")
+        assert int8_kernel.attention_unavailable_reason() in (
+            "the C compiler could not build it (-mavx512bf16)",
+            "it needs avx512_bf16, which this CPU lacks",
+        )
+    finally:
+        int8_kernel._library_once.cache_clear()
