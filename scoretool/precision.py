@@ -109,7 +109,7 @@ def _caption_kernels(k: CpuKernels) -> str:
     why_not = unavailable_reason()
     if why_not is not None:
         return f"fbgemm int8 kernels, {k.capability}; scoretool's int8 kernel {why_not}"
-    attention = "in bf16 products, AVX-512 BF16" if attention_unavailable_reason() is None else "in fp32"
+    attention = "with heads of 64 in bf16 products, AVX-512 BF16" if attention_unavailable_reason() is None else "in fp32"
     return f"scoretool's int8 kernel, AVX-512 VNNI; vision attention {attention}"
 
 

@@ -148,7 +148,7 @@ def test_auto_says_which_kernels_blip_runs_on_in_int8(monkeypatch):
     monkeypatch.setattr(int8_kernel, "unavailable_reason", lambda: None)
     monkeypatch.setattr(int8_kernel, "attention_unavailable_reason", lambda: None)
     why = precision.choose("auto", "cpu", "caption").why
-    assert "scoretool's int8 kernel" in why and "attention in bf16" in why
+    assert "scoretool's int8 kernel" in why and "in bf16 products" in why
     monkeypatch.setattr(int8_kernel, "attention_unavailable_reason", lambda: "it needs avx512_bf16")
     assert "attention in fp32" in precision.choose("auto", "cpu", "caption").why
     monkeypatch.setattr(int8_kernel, "unavailable_reason", lambda: "is turned off (SCORETOOL_INT8_KERNEL)")
