@@ -34,6 +34,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -47,6 +48,7 @@ SOURCES = (KERNELS / "int8_rows.c", KERNELS / "int8_layer.c", KERNELS / "attenti
 HEADER = KERNELS / "int8_rows.h"
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-fopenmp", "-shared", "-fPIC")
 AMX_FLAGS = ("-mamx-tile", "-mamx-int8")  # a compiler without them (gcc < 11) builds the VNNI path only
+STALE_DAYS = 30  # a build no run has used for this long is removed (`_sweep`)
 BF16_FLAGS = ("-mavx512bf16",)  # gcc >= 10: `attention`; without it, attention stays torch's
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")  # /proc/cpuinfo flags
 AMX_NEEDS = ("amx_tile", "amx_int8")
@@ -59,27 +61,38 @@ def _compiler() -> str | None:
 
 
 def _build(compiler: str) -> Path:
-    """The kernel built with AMX and AVX-512 BF16 where the compiler can, else with what it can."""
-    for extra in (AMX_FLAGS + BF16_FLAGS, BF16_FLAGS):
-        try:
-            return _build_with(compiler, FLAGS + extra)
-        except subprocess.CalledProcessError:
-            pass
-    return _build_with(compiler, FLAGS)
-
-
-def _build_with(compiler: str, flags: tuple[str, ...]) -> Path:
-    """The compiled kernel in the cache folder, built (to a temp file, then renamed) if not there yet."""
+    """The kernel built with AMX and AVX-512 BF16 where the compiler can, else with what it can. A
+    build kept from an earlier run is used as it is: one with fewer flags is there only because the
+    builds with more failed with this same compiler (the name hashes it), so they are not tried again."""
     from .cache import default_dir
 
+    folder = default_dir() / "kernels"
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    choices = [(flags, folder / _library_name(compiler, version, flags))
+               for flags in (FLAGS + AMX_FLAGS + BF16_FLAGS, FLAGS + BF16_FLAGS, FLAGS)]  # fmt: skip
+    for _, library in choices:
+        if library.is_file():
+            os.utime(library)  # in use: `_sweep` keeps it
+            return library
+    folder.mkdir(parents=True, exist_ok=True)
+    _sweep(folder)
+    for flags, library in choices[:-1]:
+        try:
+            return _compile(compiler, flags, library)
+        except subprocess.CalledProcessError:
+            pass
+    return _compile(compiler, *choices[-1])
+
+
+def _library_name(compiler: str, version: str, flags: tuple[str, ...]) -> str:
     texts = [path.read_text() for path in (*SOURCES, HEADER)]
     tag = hashlib.sha256("\0".join([*texts, *flags, compiler, version]).encode()).hexdigest()[:16]
-    library = default_dir() / "kernels" / f"int8_rows-{tag}.so"
-    if library.is_file():
-        return library
-    library.parent.mkdir(parents=True, exist_ok=True)
-    partial = library.with_name(f"{library.name}.{os.getpid()}-{threading.get_ident()}.part")  # another process may build it too
+    return f"int8_rows-{tag}.so"
+
+
+def _compile(compiler: str, flags: tuple[str, ...], library: Path) -> Path:
+    """`library` compiled (to a temp file, then renamed: another process may build it too)."""
+    partial = library.with_name(f"{library.name}.{os.getpid()}-{threading.get_ident()}.part")
     try:
         command = [compiler, *flags, *map(str, SOURCES), "-o", str(partial)]
         subprocess.run(command, capture_output=True, text=True, check=True)
@@ -87,6 +100,19 @@ def _build_with(compiler: str, flags: tuple[str, ...]) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return library
+
+
+def _sweep(folder: Path) -> None:
+    """Before a build: remove builds no run has used for STALE_DAYS (other versions' sources) and
+    temp files a killed build left (a build takes seconds)."""
+    now = time.time()
+    for path in folder.iterdir():
+        try:
+            age = now - path.stat().st_mtime
+            if (path.suffix == ".so" and age > STALE_DAYS * 86400) or (path.suffix == ".part" and age > 3600):
+                path.unlink()
+        except OSError:  # another process removed it first, or may not
+            pass
 
 
 _LOADING = threading.Lock()  # int8 layers are built on several threads: one of them builds the kernel

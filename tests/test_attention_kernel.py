@@ -70,8 +70,9 @@ def test_a_compiler_without_avx512_bf16_still_builds_the_int8_kernel(tmp_path, m
     real = shutil.which("cc")
     if real is None or int8.int8_unavailable_reason() is not None:
         pytest.skip("no C compiler or no int8 here")
-    old_cc = tmp_path / "old-cc"
-    old_cc.write_text(f"#!/bin/sh\nfor a in \"$@\"; do case $a in -mavx512bf16|-mamx-*) exit 1;; esac; done\nexec {real} \"$@\"\n")
+    old_cc, calls = tmp_path / "old-cc", tmp_path / "calls"
+    old_cc.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n"
+                      f"for a in \"$@\"; do case $a in -mavx512bf16|-mamx-*) exit 1;; esac; done\nexec {real} \"$@\"\n")  # fmt: skip
     old_cc.chmod(0o755)
     monkeypatch.setenv("CC", str(old_cc))
     monkeypatch.setenv("SCORETOOL_CACHE_DIR", str(tmp_path / "cache"))
@@ -83,5 +84,10 @@ def test_a_compiler_without_avx512_bf16_still_builds_the_int8_kernel(tmp_path, m
             "the C compiler could not build it (-mavx512bf16)",
             "it needs avx512_bf16, which this CPU lacks",
         )
+        builds = [line for line in calls.read_text().splitlines() if "-shared" in line]
+        assert len(builds) == 3  # with AMX and BF16, with BF16, then without
+        int8_kernel._library_once.cache_clear()
+        assert int8_kernel.unavailable_reason() is None
+        assert [line for line in calls.read_text().splitlines() if "-shared" in line] == builds  # not tried again
     finally:
         int8_kernel._library_once.cache_clear()

@@ -118,10 +118,36 @@ def test_the_built_kernel_is_kept_in_the_cache_folder(tmp_path, monkeypatch):
         assert int8_kernel.unavailable_reason() is None
         built = list((tmp_path / "kernels").iterdir())
         assert len(built) == 1 and built[0].suffix == ".so"  # no partial file left
-        stamp = built[0].stat().st_mtime_ns
+        inode = built[0].stat().st_ino
         int8_kernel._library_once.cache_clear()
         assert int8_kernel.unavailable_reason() is None
-        assert built[0].stat().st_mtime_ns == stamp  # loaded again, not rebuilt
+        assert built[0].stat().st_ino == inode  # loaded again, not rebuilt (a build is renamed into place)
+    finally:
+        int8_kernel._library_once.cache_clear()
+
+
+@needs_kernel
+def test_a_build_sweeps_builds_unused_for_a_month_and_what_killed_builds_left(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setenv("SCORETOOL_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "kernels"
+    folder.mkdir()
+    stale, recent = folder / "int8_rows-0000000000000000.so", folder / "int8_rows-1111111111111111.so"
+    killed, building = folder / "int8_rows-2222.so.99-1.part", folder / "int8_rows-3333.so.98-1.part"
+    for path in (stale, recent, killed, building):
+        path.write_bytes(b"x")
+    month, hours = time.time() - (int8_kernel.STALE_DAYS + 1) * 86400, time.time() - 2 * 3600
+    os.utime(stale, (month, month))
+    os.utime(killed, (hours, hours))
+    int8_kernel._library_once.cache_clear()
+    try:
+        assert int8_kernel.unavailable_reason() is None
+        left = sorted(p.name for p in folder.iterdir())
+        assert stale.name not in left and killed.name not in left
+        assert recent.name in left and building.name in left  # another version's, used lately; a build under way
+        assert len([name for name in left if name.endswith(".so")]) == 2
     finally:
         int8_kernel._library_once.cache_clear()
 
