@@ -97,7 +97,7 @@ class Int8Linear(torch.nn.Module):
 
     @property
     def on_kernel(self) -> bool:
-        """Whether this layer runs on the few-row kernel."""
+        """Whether this layer runs on `int8_kernel`'s kernel (else on fbgemm)."""
         return self._rows is not None
 
     @classmethod

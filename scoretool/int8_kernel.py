@@ -68,7 +68,8 @@ def _build(compiler: str) -> Path:
 
     folder = default_dir() / "kernels"
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    choices = [(flags, folder / _library_name(compiler, version, flags))
+    sources = "\0".join([*(path.read_text() for path in (*SOURCES, HEADER)), compiler, version])
+    choices = [(flags, folder / _library_name(sources, flags))
                for flags in (FLAGS + AMX_FLAGS + BF16_FLAGS, FLAGS + BF16_FLAGS, FLAGS)]  # fmt: skip
     for _, library in choices:
         if library.is_file():
@@ -84,9 +85,9 @@ def _build(compiler: str) -> Path:
     return _compile(compiler, *choices[-1])
 
 
-def _library_name(compiler: str, version: str, flags: tuple[str, ...]) -> str:
-    texts = [path.read_text() for path in (*SOURCES, HEADER)]
-    tag = hashlib.sha256("\0".join([*texts, *flags, compiler, version]).encode()).hexdigest()[:16]
+def _library_name(sources: str, flags: tuple[str, ...]) -> str:
+    """The build's file name: a hash of the sources, the compiler and its version (`sources`) and the flags."""
+    tag = hashlib.sha256("\0".join([sources, *flags]).encode()).hexdigest()[:16]
     return f"int8_rows-{tag}.so"
 
 
